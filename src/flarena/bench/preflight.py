@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 
 from flarena.core import registry
+from flarena.core.contracts import is_data_poisoning, is_model_poisoning
 from flarena.core.errors import SpecError
 from flarena.core.seeding import Seeds
 from flarena.core.spec import Component, Spec
+from flarena.defenses.theory import theoretical_kappa
 from flarena.engines.sim import Components
 
 
@@ -65,6 +67,7 @@ def build(spec: Spec, *, with_model: bool = True) -> Components:
             f"{spec.data.n_clients}"
         )
     attack = _create("attack", spec.attack.component, "attack", prov)
+    check_threat_model(spec, attack)
     client_defs = [
         _create("defense", c, f"defense.client[{i}]", prov)
         for i, c in enumerate(spec.defense.client)
@@ -75,6 +78,12 @@ def build(spec: Spec, *, with_model: bool = True) -> Components:
     ]
     aggregator = _create("aggregator", spec.defense.aggregator, "defense.aggregator", prov)
     _check_rows(spec, algorithm, pres, aggregator)
+    root_n = getattr(aggregator, "root_examples", None)
+    if root_n is not None and int(root_n) > n_train:
+        raise SpecError(
+            f"defense.aggregator: root_examples = {root_n} exceeds the {n_train} training "
+            f"examples of {ds.name!r}"
+        )
     _create("engine", spec.engine.component, "engine", prov)
     model: Any = None
     if with_model:
@@ -101,6 +110,103 @@ def build(spec: Spec, *, with_model: bool = True) -> Components:
         aggregator=aggregator,
         provenance=prov,
     )
+
+
+def _threat_needs(attack: Any) -> list[str]:
+    tm = getattr(attack, "threat_model", None)
+    if tm is None or not is_model_poisoning(attack):
+        return []
+    return [k for k in ("sees_honest_updates", "knows_aggregator") if getattr(tm, k, False)]
+
+
+def check_threat_model(spec: Spec, attack: Any) -> None:
+    """Refuse an attack that needs knowledge the spec's threat model forbids.
+
+    ``attack.sees_honest_updates = false`` forbids attacks that read the honest clients' rows
+    (ALIE, IPM, min-max, ...); ``attack.knows_aggregator = false`` forbids attacks that adapt to
+    the defense (the "optimal" line searches, Fang et al.).
+    """
+    forbidden = [k for k in _threat_needs(attack) if not getattr(spec.attack, k)]
+    if not forbidden:
+        return
+    allowed_now = []
+    for name in registry.names("attack"):
+        try:
+            obj = registry.get("attack", name)
+        except Exception:  # a broken third-party plugin must not hide the real message
+            continue
+        if all(getattr(spec.attack, k) for k in _threat_needs(obj)):
+            allowed_now.append(name)
+    what = {
+        "sees_honest_updates": "the honest clients' updates",
+        "knows_aggregator": "the defense in use",
+    }
+    key = forbidden[0]
+    raise SpecError(
+        f"attack {spec.attack.component.name!r} needs {what[key]} (its threat model declares "
+        f"{key}), but the spec sets attack.{key} = false; attacks allowed under this threat "
+        f"model: {', '.join(allowed_now)}"
+    )
+
+
+def semantics(spec: Spec, comp: Components) -> dict[str, Any]:
+    """What the run's vectors and numbers mean, as ``semantics.*`` columns of ``runs``.
+
+    The row kind (gradient, update or model), where momentum lives, the actual attacker count
+    beside every defense step's declared ``f``, fixed or resampled attackers, what the
+    aggregation weights are and whether an attacker can inflate them, and the attack's threat
+    model (``omniscient``: it reads the honest updates).
+    """
+    algo, attack = comp.algorithm, comp.attack
+    lp = algo.local_plan()
+    tm = getattr(attack, "threat_model", None) if is_model_poisoning(attack) else None
+    declared: dict[str, int] = {}
+    steps = [(f"preaggregators[{i}]", p) for i, p in enumerate(comp.preaggregators)]
+    steps.append(("aggregator", comp.aggregator))
+    for key, rule in steps:
+        f = getattr(rule, "f", None)
+        if isinstance(f, int) and not isinstance(f, bool):
+            declared[key] = f
+    n_mal = spec.attack.n_malicious
+    if algo.weighting == "examples":
+        weights = (
+            f"example counts as reported; malicious clients claim {spec.attack.claimed_examples}"
+            if spec.attack.claimed_examples
+            else "example counts as reported (truthfully)"
+        )
+    else:
+        weights = "uniform"
+    threat = "none"
+    if tm is not None:
+        parts = []
+        if tm.sees_honest_updates:
+            parts.append("omniscient (reads the honest updates)")
+        if tm.knows_aggregator:
+            parts.append("knows the defense")
+        threat = "; ".join(parts) or "non-omniscient"
+    elif is_data_poisoning(attack):
+        threat = "data poisoning (own data only)"
+    n_rows = getattr(algo, "clients_per_round", None) or spec.data.n_clients
+    agg_f = declared.get("aggregator", n_mal)
+    kappa = theoretical_kappa(
+        spec.defense.aggregator.name,
+        n_rows,
+        agg_f,
+        [p.name for p in spec.defense.preaggregators],
+    )
+    return {
+        "kappa_theory": kappa,
+        "semantics.vector_kind": algo.vector_kind.value,
+        "semantics.client_momentum": float(lp.momentum),
+        "semantics.server_momentum": float(algo.server_momentum),
+        "semantics.n_malicious": n_mal,
+        "semantics.declared_f": json.dumps(declared, sort_keys=True),
+        "semantics.f_matches": all(f == n_mal for f in declared.values()) if declared else None,
+        "semantics.attackers": spec.attack.attackers,
+        "semantics.weights": weights,
+        "semantics.threat_model": threat,
+        "semantics.omniscient": bool(tm is not None and tm.sees_honest_updates),
+    }
 
 
 def _check_rows(spec: Spec, algorithm: Any, pres: list[Any], aggregator: Any) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flarena.core.errors import FlarenaError, SpecError
-from flarena.core.spec import Spec, load_matrix, parse_overrides, parse_spec
+from flarena.core.spec import Spec, baseline_run_id, load_matrix, parse_overrides, parse_spec
 from flarena.results.store import Results, ResultStore, check_writable, write_json
 
 if TYPE_CHECKING:
@@ -79,7 +79,12 @@ def run_one(
     spec: Spec, *, on_round: Callable[[int, dict[str, float]], None] | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Run one spec; never raises for a failed run (the failure is recorded in the row)."""
-    from flarena.bench.preflight import build, effective_params, label_histogram_rows
+    from flarena.bench.preflight import (
+        build,
+        effective_params,
+        label_histogram_rows,
+        semantics,
+    )
     from flarena.bench.timing import resolve_device
     from flarena.engines.sim import SimEngine
 
@@ -96,6 +101,8 @@ def run_one(
         comp = build(spec)
         for key, value in effective_params(spec).items():
             row.setdefault(key, value)
+        row.update(semantics(spec, comp))
+        row["baseline_run_id"] = baseline_run_id(spec)
         row["plugins"] = json.dumps(comp.provenance, sort_keys=True)
         row["plugin_distributions"] = json.dumps(
             sorted({f"{p['distribution']}=={p['version']}" for p in comp.provenance})

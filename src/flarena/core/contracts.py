@@ -56,6 +56,9 @@ class RoundContext:
     previous_aggregate: Tensor | None = None
     global_params: Tensor | None = None
     malicious: Tensor | None = None  # [n] bool, bookkeeping only
+    # the server's own update on its clean root data set (FLTrust), computed by the engine for a
+    # rule that declares ``root_examples``; None otherwise
+    server_update: Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)  # defenses report here (e.g. kept rows)
 
 
@@ -71,6 +74,9 @@ class AttackContext:
     rng: np.random.Generator
     global_params: Tensor | None = None
     num_classes: int = 0
+    # The server's whole defense pipeline (pre-aggregators then aggregator) as a side-effect-free
+    # callable ``[n, d] -> [d]``, filled in only if ``threat_model.knows_aggregator``; an adaptive
+    # attack evaluates candidate matrices with it. None otherwise.
     aggregator: Any = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -125,6 +131,24 @@ class DataPoisoning:
     def poison(self, x: Tensor, y: Tensor, /, *, ctx: AttackContext) -> tuple[Tensor, Tensor]:
         """Return the poisoned ``(x, y)`` of one malicious client."""
         raise NotImplementedError
+
+    def success_inputs(
+        self, x: Tensor, y: Tensor, /, *, num_classes: int
+    ) -> tuple[Tensor, Tensor] | None:
+        """Test inputs and the labels the attacker wants for them, or None if untargeted.
+
+        The engine reports ``attack_success_rate``: the fraction of these inputs the global model
+        classifies as the attacker's label (triggered inputs for a backdoor; the source class
+        for a targeted label flip).
+        """
+        return None
+
+    def adjust_update(self, rows: Tensor, /, *, ctx: AttackContext) -> Tensor:
+        """The malicious clients' trained rows as they are sent; the identity by default.
+
+        E.g. model-replacement boosting. Must return a new tensor of the same shape.
+        """
+        return rows
 
 
 def is_model_poisoning(obj: object) -> bool:

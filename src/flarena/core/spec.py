@@ -36,7 +36,15 @@ COMPONENT_LIST_FIELDS: dict[str, str] = {
 }
 # Keys of a component table that belong to the framework, not to the plugin's constructor.
 RESERVED: dict[str, dict[str, Any]] = {
-    "attack": {"n_malicious": 0, "attackers": "fixed"},
+    "attack": {
+        "n_malicious": 0,
+        "attackers": "fixed",
+        # the experiment's threat model: what attackers are allowed to know
+        "sees_honest_updates": True,
+        "knows_aggregator": True,
+        # example count the malicious clients report for weighted aggregation (0: the truth)
+        "claimed_examples": 0,
+    },
     "engine": {"executor": "auto"},
 }
 CHANNELS = ("plain",)
@@ -59,7 +67,14 @@ DEFAULTS: dict[str, Any] = {
     },
     "model": {"name": "cnn"},
     "algorithm": {"name": "fedavg"},
-    "attack": {"name": "none", "n_malicious": 0, "attackers": "fixed"},
+    "attack": {
+        "name": "none",
+        "n_malicious": 0,
+        "attackers": "fixed",
+        "sees_honest_updates": True,
+        "knows_aggregator": True,
+        "claimed_examples": 0,
+    },
     "defense": {
         "aggregator": {"name": "mean"},
         "preaggregators": [],
@@ -86,6 +101,13 @@ SCALARS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "defense.channel": (str, lambda v: v in CHANNELS, ", ".join(CHANNELS)),
     "attack.n_malicious": (int, lambda v: v >= 0, "an integer >= 0"),
     "attack.attackers": (str, lambda v: v in ATTACKER_MODES, ", ".join(ATTACKER_MODES)),
+    "attack.sees_honest_updates": (bool, lambda v: True, "true or false"),
+    "attack.knows_aggregator": (bool, lambda v: True, "true or false"),
+    "attack.claimed_examples": (
+        int,
+        lambda v: v >= 0,
+        "an integer >= 0 (0: malicious clients report their true example count)",
+    ),
     "engine.executor": (str, lambda v: v in EXECUTORS, ", ".join(EXECUTORS)),
 }
 TOP_SECTIONS = {"data", "model", "algorithm", "attack", "defense", "engine", "matrix"}
@@ -120,11 +142,20 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """The attack plugin, how many clients it controls, fixed or resampled each round."""
+    """The attack plugin, how many clients it controls, fixed or resampled each round.
+
+    ``sees_honest_updates`` and ``knows_aggregator`` are the experiment's threat model (what an
+    attacker is allowed to know); an attack that needs more is refused before training.
+    ``claimed_examples`` is the example count malicious clients report (0: the truth), which
+    matters when the server weights by reported counts.
+    """
 
     component: Component
     n_malicious: int = 0
     attackers: str = "fixed"
+    sees_honest_updates: bool = True
+    knows_aggregator: bool = True
+    claimed_examples: int = 0
 
 
 @dataclass(frozen=True)
@@ -382,6 +413,9 @@ def parse_spec(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = Non
             _component(d["attack"], RESERVED["attack"]),
             d["attack"]["n_malicious"],
             d["attack"]["attackers"],
+            d["attack"]["sees_honest_updates"],
+            d["attack"]["knows_aggregator"],
+            d["attack"]["claimed_examples"],
         ),
         defense=DefenseSpec(
             _component(d["defense"]["aggregator"]),
@@ -392,6 +426,18 @@ def parse_spec(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = Non
         engine=EngineSpec(_component(d["engine"], RESERVED["engine"]), d["engine"]["executor"]),
         raw=d,
     )
+
+
+def baseline_run_id(spec: Spec) -> str | None:
+    """Run id of the same spec without attack (the twin an accuracy drop is measured against).
+
+    None if ``spec`` has no attack already.
+    """
+    if spec.attack.component.name == "none" and spec.attack.n_malicious == 0:
+        return None
+    d = spec.to_dict()
+    d["attack"] = copy.deepcopy(DEFAULTS["attack"])
+    return parse_spec(d).run_id
 
 
 # --- matrices -------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from flarena.algorithms.base import ServerAlgorithm
 from flarena.bench.timing import PhaseTimer, peak_memory_bytes
 from flarena.core.contracts import (
     AttackContext,
+    DataPoisoning,
     RoundContext,
     is_data_poisoning,
     is_model_poisoning,
@@ -29,6 +30,7 @@ from flarena.core.contracts import (
 from flarena.core.errors import FlarenaError
 from flarena.core.registry import register
 from flarena.core.seeding import Seeds
+from flarena.defenses.pipeline import DefenseView, apply_server_defense
 from flarena.engines.local import EXECUTORS, default_executor, flat_params, load_flat, make_plan
 
 log = logging.getLogger(__name__)
@@ -148,11 +150,33 @@ class SimEngine:
         prev_agg: Tensor | None = None
         lp = algo.local_plan()
         n_mal = spec.attack.n_malicious
+        claimed = spec.attack.claimed_examples
+        threat = getattr(comp.attack, "threat_model", None)
+        knows_defense = bool(getattr(threat, "knows_aggregator", False))
+        # FLTrust-style rules: the server's clean root data set, sampled once from the training
+        # set (as in Cao et al. 2021), trained on each round with the clients' local plan
+        root_n = getattr(comp.aggregator, "root_examples", None)
+        root_idx = (
+            np.sort(seeds.numpy("root").choice(len(ytr), int(root_n), replace=False))
+            if root_n
+            else None
+        )
+        # attack success rate: the inputs the attacker wants classified as its labels
+        asr_set = None
+        success_inputs = getattr(comp.attack, "success_inputs", None)
+        if is_data_poisoning(comp.attack) and n_mal > 0 and callable(success_inputs):
+            got = success_inputs(xte, yte, num_classes=data.num_classes)
+            if got is not None and len(got[1]) > 0:
+                asr_set = (got[0].to(device, dtype), got[1].to(device))
+        adjust = getattr(comp.attack, "adjust_update", None)
+        if getattr(adjust, "__func__", None) is DataPoisoning.adjust_update:
+            adjust = None  # the identity: skip the copy
         fixed_mal = np.sort(seeds.numpy("attackers").choice(n_clients, n_mal, replace=False))
         rows: list[Row] = []
         last: dict[str, float] = {}
         best_acc = float("nan")
         detection: list[float] = []
+        kappas: list[float] = []
         for r in range(1, spec.rounds + 1):
             # --- sampling ---------------------------------------------------------------------
             k = algo.clients_per_round or n_clients
@@ -174,7 +198,6 @@ class SimEngine:
                 rng=seeds.numpy("attack", r),
                 global_params=global_vec,
                 num_classes=data.num_classes,
-                aggregator=comp.aggregator,
             )
             # --- attack on data (before training) --------------------------------------------
             x_seen, y_seen = xtr, ytr
@@ -195,8 +218,40 @@ class SimEngine:
             )
             with timer.phase("local_train"):
                 trained, losses = train(model, global_vec, plan, lp, x_seen, y_seen)
+            server_update = None
+            if root_idx is not None:
+                with timer.phase("server_train"):
+                    root_plan = make_plan([root_idx], lp, [seeds.numpy("root_shuffle", r)])
+                    server_update = train(model, global_vec, root_plan, lp, xtr, ytr)[0][0]
+            weights = counts[sampled] if algo.weighting == "examples" else torch.ones(k)
+            if claimed and algo.weighting == "examples":
+                weights[torch.from_numpy(is_mal)] = float(claimed)
+            rctx = RoundContext(
+                round=r,
+                client_ids=torch.from_numpy(sampled),
+                weights=weights.to(device),
+                vector_kind=algo.vector_kind,
+                declared_f=n_mal,
+                generator=seeds.torch("defense", r, device=device),
+                previous_aggregate=prev_agg,
+                global_params=global_vec,
+                malicious=torch.from_numpy(is_mal),
+                server_update=server_update,
+            )
+            if knows_defense:
+                actx.aggregator = DefenseView(
+                    comp.preaggregators,
+                    comp.aggregator,
+                    rctx,
+                    seed=seeds.int("attacker_view", r),
+                )
             # --- attack on updates ------------------------------------------------------------
             with timer.phase("attack"):
+                if callable(adjust) and is_data_poisoning(comp.attack) and is_mal.any():
+                    mal_rows = torch.from_numpy(is_mal).to(device)
+                    adjusted = adjust(trained[mal_rows], ctx=actx)
+                    trained = trained.clone()
+                    trained[mal_rows] = adjusted.to(trained.dtype)
                 if crafting and is_mal.any():
                     honest = (
                         trained if comp.attack.threat_model.sees_honest_updates else trained[:0]
@@ -212,18 +267,7 @@ class SimEngine:
                     updates[torch.from_numpy(is_mal).to(device)] = bad.to(device, updates.dtype)
                 else:
                     updates = trained
-            weights = counts[sampled] if algo.weighting == "examples" else torch.ones(k)
-            rctx = RoundContext(
-                round=r,
-                client_ids=torch.from_numpy(sampled),
-                weights=weights.to(device),
-                vector_kind=algo.vector_kind,
-                declared_f=n_mal,
-                generator=seeds.torch("defense", r, device=device),
-                previous_aggregate=prev_agg,
-                global_params=global_vec,
-                malicious=torch.from_numpy(is_mal),
-            )
+            opt_param = actx.info.get("opt_param")
             # --- defenses ---------------------------------------------------------------------
             with timer.phase("defense"):
                 if comp.client_defenses:
@@ -235,19 +279,11 @@ class SimEngine:
                     updates = updates.clone()
                     updates[honest_mask] = h
                 honest_sent = updates[torch.from_numpy(~is_mal).to(device)]
-                for pre in comp.preaggregators:
-                    before = updates.shape[0]
-                    updates = pre(updates, ctx=rctx)
-                    if updates.shape[0] != before:
-                        # rows are no longer clients: no ids or attacker flags, and uniform
-                        # weights unless the step set its own (bucketing sums them)
-                        rctx.malicious = None
-                        rctx.client_ids = torch.arange(updates.shape[0])
-                        if rctx.weights.shape[0] != updates.shape[0]:
-                            rctx.weights = torch.ones(updates.shape[0], device=device)
             with timer.phase("aggregate"):
-                agg = comp.aggregator(updates, ctx=rctx)
+                agg = apply_server_defense(comp.preaggregators, comp.aggregator, updates, rctx)
                 robust = robustness_metrics(agg, honest_sent)
+                if opt_param is not None:
+                    robust["attack_param"] = float(opt_param)
                 kept = rctx.info.get("kept")
                 if kept is not None:
                     kept = torch.as_tensor(kept).cpu()
@@ -271,6 +307,9 @@ class SimEngine:
                 with timer.phase("evaluate"):
                     acc, loss, _ = evaluate(model, global_vec, xte, yte)
                 round_metrics.update(test_accuracy=acc, test_loss=loss)
+                if asr_set is not None:
+                    asr_acc, _, _ = evaluate(model, global_vec, *asr_set)
+                    round_metrics["attack_success_rate"] = asr_acc
                 best_acc = acc if not best_acc >= acc else best_acc
             every_c = spec.eval_clients_every
             if r == spec.rounds or (every_c and r % every_c == 0):
@@ -287,6 +326,8 @@ class SimEngine:
             for name, value in round_metrics.items():
                 rows.append({"round": r, "node": None, "metric": name, "value": float(value)})
             last.update(round_metrics)
+            if "kappa_hat" in robust and np.isfinite(robust["kappa_hat"]):
+                kappas.append(robust["kappa_hat"])
             if on_round is not None:
                 on_round(r, round_metrics)
         metrics: dict[str, Any] = {
@@ -303,6 +344,9 @@ class SimEngine:
             ),
             "peak_memory_bytes": peak_memory_bytes(device),
             "malicious_removed_rate": float(np.mean(detection)) if detection else None,
+            "final_attack_success_rate": last.get("attack_success_rate"),
+            "kappa_hat_mean": float(np.mean(kappas)) if kappas else None,
+            "kappa_hat_max": float(np.max(kappas)) if kappas else None,
         }
         metrics.update({f"time.{p}": t for p, t in timer.total.items()})
         return RunOutput(metrics, rows, global_vec.detach().cpu())

@@ -71,6 +71,76 @@ def _split_column(runs: pd.DataFrame) -> str | None:
     return col if col in runs and runs[col].nunique() > 1 else None
 
 
+def kappa_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per defense pipeline: the paper's kappa beside the measured kappa_hat (ok runs)."""
+    import json
+
+    from flarena.results.robustness import defense_label
+
+    ok = runs[runs["status"] == "ok"].copy()
+    cols = ["kappa_theory", "kappa_hat_mean", "kappa_hat_max"]
+    if ok.empty or not set(cols) <= set(ok.columns):
+        return pd.DataFrame()
+    ok["defense"] = ok["spec_json"].map(json.loads).map(defense_label)
+    g = ok.groupby("defense", sort=True)
+    return pd.DataFrame(
+        {
+            "kappa (paper)": g["kappa_theory"].first(),
+            "kappa_hat mean": g["kappa_hat_mean"].mean(),
+            "kappa_hat max": g["kappa_hat_max"].max(),
+        }
+    ).reset_index()
+
+
+def robustness_sections(runs: pd.DataFrame) -> list[str]:
+    """Markdown sections of an attack x defense matrix: accuracy, drop, ASR, kappa."""
+    by = _split_column(runs)
+    table = attack_defense_table(runs, by=by).reset_index()
+    lines = [
+        "## Attack x defense: final test accuracy (mean over seeds; a failed run counts 0)",
+        "",
+        _md_table(table.rename(columns={"index": "defense"})),
+        "",
+    ]
+    if "accuracy_drop" in runs and runs["accuracy_drop"].notna().any():
+        drop = attack_defense_table(
+            runs, value="accuracy_drop", by=by, failed=None, higher_is_better=False
+        ).reset_index()
+        lines += [
+            "## Accuracy drop against the same spec without attack (higher is worse)",
+            "",
+            _md_table(drop.rename(columns={"index": "defense"})),
+            "",
+        ]
+    asr_col = "final_attack_success_rate"
+    if asr_col in runs and runs[asr_col].notna().any():
+        asr = attack_defense_table(
+            runs[runs[asr_col].notna() | (runs["status"] != "ok")],
+            value=asr_col,
+            by=by,
+            failed=None,
+            higher_is_better=False,
+        ).reset_index()
+        lines += [
+            "## Attack success rate of targeted attacks and backdoors (higher is worse)",
+            "",
+            _md_table(asr.rename(columns={"index": "defense"})),
+            "",
+        ]
+    kt = kappa_table(runs)
+    if not kt.empty:
+        lines += [
+            "## Robustness coefficient: the paper's kappa beside the measured kappa_hat",
+            "",
+            "kappa_hat = ||aggregate - honest mean||^2 / honest variance, per round "
+            "(Allouah et al. 2023); the paper's value is an upper bound (blank: none given).",
+            "",
+            _md_table(kt),
+            "",
+        ]
+    return lines
+
+
 def write_report(
     out: Path, manifest: dict[str, Any], runs: pd.DataFrame, plots: list[Path]
 ) -> Path:
@@ -94,13 +164,7 @@ def write_report(
         "",
     ]
     if is_attack_defense_matrix(runs):
-        table = attack_defense_table(runs, by=_split_column(runs)).reset_index()
-        lines += [
-            "## Attack x defense: final test accuracy (mean over seeds; a failed run counts 0)",
-            "",
-            _md_table(table.rename(columns={"index": "defense"})),
-            "",
-        ]
+        lines += robustness_sections(runs)
     failed = runs[runs["status"] == "failed"]
     if not failed.empty:
         lines += ["## Failed runs", ""]

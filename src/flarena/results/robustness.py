@@ -15,7 +15,16 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 WORST = "worst case"
-_RESERVED_ATTACK = frozenset({"name", "n_malicious", "attackers"})
+_RESERVED_ATTACK = frozenset(
+    {
+        "name",
+        "n_malicious",
+        "attackers",
+        "sees_honest_updates",
+        "knows_aggregator",
+        "claimed_examples",
+    }
+)
 
 
 def _component(d: dict[str, Any], skip: frozenset[str] = frozenset({"name"})) -> str:
@@ -42,26 +51,38 @@ def defense_label(spec: dict[str, Any]) -> str:
 
 
 def attack_defense_table(
-    runs: pd.DataFrame, *, value: str = "final_test_accuracy", by: str | None = None
+    runs: pd.DataFrame,
+    *,
+    value: str = "final_test_accuracy",
+    by: str | None = None,
+    failed: float | None = 0.0,
+    higher_is_better: bool = True,
 ) -> pd.DataFrame:
     """Mean of ``value`` over seeds per (defense, attack), with a worst-case row and column.
 
-    A failed run (e.g. a model that diverged) counts as 0 accuracy: the attack won. The
-    ``worst case`` column is each defense's minimum over attacks; the ``worst case`` row is each
-    attack's minimum over defenses (its best effect). ``by`` (a runs column, e.g.
-    ``data.partition.name``) adds an outer index level, one table per value.
+    A failed run (e.g. a model that diverged) counts as ``failed`` (0 accuracy by default: the
+    attack won; None keeps the column's own value, e.g. ``accuracy_drop`` already charges a
+    failed run its twin's whole accuracy). The ``worst case`` column is each defense's worst
+    value over attacks; the ``worst case`` row is each attack's worst over defenses (its best
+    effect); worst is the minimum if ``higher_is_better`` else the maximum. ``by`` (a runs
+    column, e.g. ``data.partition.name``) adds an outer index level, one table per value.
     """
     df = runs.copy()
     specs = df["spec_json"].map(json.loads)
     df["attack"] = specs.map(attack_label)
     df["defense"] = specs.map(defense_label)
-    df["score"] = df[value].where(df["status"] == "ok", 0.0).astype(float)
+    score = df[value].astype(float)
+    df["score"] = score if failed is None else score.where(df["status"] == "ok", failed)
     keys = [by] if by else []
     tables = []
     for key, part in df.groupby(keys) if keys else [((), df)]:
         table = part.pivot_table(index="defense", columns="attack", values="score", aggfunc="mean")
-        table[WORST] = table.min(axis=1)
-        table.loc[WORST] = table.min(axis=0)
+        if higher_is_better:
+            table[WORST] = table.min(axis=1)
+            table.loc[WORST] = table.min(axis=0)
+        else:
+            table[WORST] = table.max(axis=1)
+            table.loc[WORST] = table.max(axis=0)
         if keys:
             table = pd.concat({key[0] if isinstance(key, tuple) else key: table}, names=[by])
         tables.append(table)

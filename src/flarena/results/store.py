@@ -164,6 +164,7 @@ class ResultStore:
         runs_df = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame()
         if "finished_at" in runs_df:
             runs_df = runs_df.sort_values("finished_at", kind="stable").reset_index(drop=True)
+        runs_df = add_accuracy_drop(runs_df)
         write_parquet(runs_df, self.out / "runs.parquet")
         empty_r = pd.DataFrame(columns=ROUNDS_COLUMNS)
         write_parquet(
@@ -174,6 +175,26 @@ class ResultStore:
             pd.concat(hists, ignore_index=True) if hists else empty_h,
             self.out / "label_hist.parquet",
         )
+
+
+def add_accuracy_drop(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add ``accuracy_drop``: the no-attack twin's final accuracy minus this run's.
+
+    The twin is the run whose id is this run's ``baseline_run_id`` (the same spec with the attack
+    removed). A failed attacked run (e.g. a diverged model) counts as 0 accuracy, so its drop is
+    the twin's whole accuracy. NaN where the twin is missing or failed; 0 for the twin itself.
+    """
+    if runs.empty or "baseline_run_id" not in runs or "final_test_accuracy" not in runs:
+        return runs
+    out = runs.copy()
+    ok = out["status"] == "ok" if "status" in out else pd.Series(True, index=out.index)
+    acc = out["final_test_accuracy"].astype(float)
+    by_id = pd.Series(acc.where(ok).to_numpy(), index=out["run_id"]).groupby(level=0).last()
+    base = out["baseline_run_id"].map(by_id).astype(float)
+    is_base = out["baseline_run_id"].isna()
+    drop = base - acc.where(ok, 0.0)
+    out["accuracy_drop"] = drop.where(~is_base, acc.where(ok) * 0.0)
+    return out
 
 
 class Results:

@@ -2,9 +2,14 @@
 
 from flarena.attacks.poisoning import (  # noqa: F401  (registration)
     alie,
+    backdoor,
+    fang_krum,
+    fang_trimmed_mean,
     gaussian,
     ipm,
     label_flip,
     mimic,
+    min_max,
+    min_sum,
     sign_flip,
 )

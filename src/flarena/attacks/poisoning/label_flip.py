@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from flarena.core.contracts import AttackContext, DataPoisoning
@@ -64,6 +65,19 @@ class LabelFlip(DataPoisoning):
         else:
             flipped = (c - 1) - y
         return x.clone(), flipped
+
+    def success_inputs(
+        self, x: Tensor, y: Tensor, /, *, num_classes: int
+    ) -> tuple[Tensor, Tensor] | None:
+        """Targeted flip: the test inputs of class ``source``, labelled ``target``; else None.
+
+        The attack success rate is then the fraction of the source class classified as the
+        target class (Tolpegin et al. 2020's targeted misclassification rate).
+        """
+        if self.source is None or self.target is None:
+            return None
+        keep = y == self.source
+        return x[keep].clone(), torch.full_like(y[keep], self.target)
 
     def get_params(self) -> dict[str, int | None]:
         """Constructor parameters."""
