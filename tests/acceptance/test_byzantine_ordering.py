@@ -61,3 +61,8 @@ def test_mean_breaks_and_robust_rules_hold(tmp_path):
     for rule in ("median", "trimmed_mean", "krum", "centered_clipping"):
         drop = acc[(rule, "none")] - acc[(rule, "sign_flip")]
         assert drop <= 0.05, (rule, acc[(rule, "none")], acc[(rule, "sign_flip")])
+    # the runs table carries the same drop, paired by the no-attack twin's run id
+    for _, r in runs.iterrows():
+        rule, attack = r["defense.aggregator.name"], r["attack.name"]
+        expected = acc[(rule, "none")] - acc[(rule, attack)]
+        assert r["accuracy_drop"] == pytest.approx(expected, abs=1e-12)

@@ -30,7 +30,25 @@ def rows_for(obj: Any) -> int:
     return max(11, 4 * declared_f(obj) + 3)
 
 
-def make_ctx(n: int, f: int, *, seed: int = 0, device: torch.device | str = "cpu") -> RoundContext:
+def needs_server_update(obj: Any) -> bool:
+    """Whether the rule declares ``root_examples`` (FLTrust): it then needs ctx.server_update."""
+    r = getattr(obj, "root_examples", None)
+    return isinstance(r, int) and not isinstance(r, bool)
+
+
+def server_row(device: torch.device | str = "cpu") -> Tensor:
+    """The fixed seeded ``[D]`` server update given to a rule that declares ``root_examples``."""
+    return torch.randn(D, generator=seeded(13)).to(device)
+
+
+def make_ctx(
+    n: int,
+    f: int,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    server_update: Tensor | None = None,
+) -> RoundContext:
     """A round context with uniform weights, as the engine would pass for ``n`` rows."""
     return RoundContext(
         round=1,
@@ -39,6 +57,7 @@ def make_ctx(n: int, f: int, *, seed: int = 0, device: torch.device | str = "cpu
         vector_kind=VectorKind.UPDATE,
         declared_f=f,
         generator=seeded(seed, device),
+        server_update=server_update,
     )
 
 
@@ -54,9 +73,26 @@ class _Rule:
         self.plugin, self.what = plugin, what
         probe = plugin.make()
         self.f, self.n = declared_f(probe), rows_for(probe)
+        self.root = needs_server_update(probe)
 
-    def ctx(self, n: int | None = None, *, seed: int = 0, device: str = "cpu") -> RoundContext:
-        return make_ctx(self.n if n is None else n, self.f, seed=seed, device=device)
+    def ctx(
+        self,
+        n: int | None = None,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        server_update: Tensor | None = None,
+    ) -> RoundContext:
+        """A uniform context; with :func:`server_row` for a rule that declares ``root_examples``."""
+        if server_update is None and self.root:
+            server_update = server_row(device)
+        return make_ctx(
+            self.n if n is None else n,
+            self.f,
+            seed=seed,
+            device=device,
+            server_update=server_update,
+        )
 
     def __call__(self, x: Tensor, *, ctx: RoundContext | None | str = "default") -> Tensor:
         """Call a fresh instance on ``x``; ``ctx="default"`` builds a uniform context."""
@@ -190,7 +226,9 @@ def aggregator_checks(plugin: Plugin) -> list[NamedCheck]:
     def identical_rows() -> None:
         rule = get()
         row = torch.randn(D, generator=seeded(11), dtype=torch.float64)
-        out = rule(row.expand(rule.n, D).clone())
+        # a rule with a server update (FLTrust) is given that same row as the server's update
+        c = rule.ctx(server_update=row) if rule.root else "default"
+        out = rule(row.expand(rule.n, D).clone(), ctx=c)
         assert_close(out, row, f"{plugin.label}: {rule.n} identical rows did not give that row")
 
     return [

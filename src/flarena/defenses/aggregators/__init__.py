@@ -3,6 +3,8 @@
 from flarena.defenses.aggregators import (  # noqa: F401  (registration)
     bulyan,
     centered_clipping,
+    clustering,
+    fltrust,
     geometric_median,
     krum,
     mean,
