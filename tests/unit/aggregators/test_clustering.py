@@ -165,7 +165,8 @@ def direction_rows(draw: st.DrawFn, count: int, d: int, sign: float, scale: floa
     rows = []
     for _ in range(count):
         tail = [draw(small) for _ in range(d - 1)]
-        rows.append([sign * draw(lengths) * scale * v for v in [1.0, *tail]])
+        length = draw(lengths)  # one length per row, so the direction stays within 10 degrees
+        rows.append([sign * length * scale * v for v in [1.0, *tail]])
     return torch.tensor(rows, dtype=torch.float64).reshape(count, d)
 
 
