@@ -11,5 +11,7 @@ from flarena.attacks.poisoning import (  # noqa: F401  (registration)
     mimic,
     min_max,
     min_sum,
+    opt_alie,
+    opt_ipm,
     sign_flip,
 )
