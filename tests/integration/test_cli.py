@@ -98,6 +98,31 @@ BAD_INPUT = {
     "bad-cell-of-crossed-matrix": Bad(
         (), ("matrix cell 2/4", "data.n_clients", "5000"), TINY_TOML + MATRIX_BAD_CROSSED
     ),
+    # Byzantine robustness: threat model, rule requirements, rule parameters
+    "attack-needs-what-the-threat-model-forbids": Bad(
+        (
+            "--set",
+            "attack=alie",
+            "--set",
+            "attack.n_malicious=1",
+            "--set",
+            "attack.sees_honest_updates=false",
+        ),
+        ("'alie'", "honest clients' updates", "attack.sees_honest_updates = false", "gaussian"),
+    ),
+    "unknown-attack": Bad(("--set", "attack=alei"), ("'alei'", "did you mean 'alie'")),
+    "krum-needs-more-rows": Bad(
+        ("--set", "defense.aggregator=krum", "--set", "defense.aggregator.f=1"),
+        ("krum", "n > 2f + 2", "n = 4"),
+    ),
+    "trimmed-mean-f-at-half": Bad(
+        ("--set", "defense.aggregator=trimmed_mean", "--set", "defense.aggregator.f=2"),
+        ("trimmed_mean", "n = 4"),
+    ),
+    "negative-tau": Bad(
+        ("--set", "defense.aggregator=centered_clipping", "--set", "defense.aggregator.tau=-1"),
+        ("tau", "-1", "> 0"),
+    ),
     "show-a-directory-without-results": Bad(
         (), ("not a flarena results directory",), command=("show", "{root}/empty")
     ),

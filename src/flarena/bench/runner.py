@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 # torch, the plugins and the engine are imported where they are used, so that a typo in a spec or
 # a bad option is reported in a fraction of a second, before the heavy imports.
 log = logging.getLogger(__name__)
+# During a matrix the consolidated tables are rebuilt at most this often (and always at the end);
+# each run's part is written, atomically, as soon as it finishes.
+CONSOLIDATE_EVERY_S = 5.0
 
 Progress = Callable[[str, dict[str, Any]], None]  # event name, payload
 
@@ -215,7 +218,7 @@ def run_matrix(
 
                     row, rounds, hist = run_one(spec, on_round=on_round)
                     store.write_run(row, rounds, hist)
-                    store.consolidate()
+                    store.consolidate(min_interval=CONSOLIDATE_EVERY_S)
                     emit(
                         "run_end",
                         {
@@ -267,7 +270,7 @@ def _run_parallel(
                         row = {"run_id": rid, "name": spec.name, **spec.flat(), "status": status}
                         row.update(error=error, finished_at=dt.datetime.now(dt.UTC).isoformat())
                         store.write_run(row, [], [])
-                    store.consolidate()
+                    store.consolidate(min_interval=CONSOLIDATE_EVERY_S)
                     emit("run_end", {"run_id": rid, "status": status, "error": error})
                     if fail_fast and status != "ok":
                         raise RunFailed(f"run {rid} failed (--fail-fast): {error}")

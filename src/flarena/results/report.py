@@ -38,7 +38,7 @@ def _md_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
-        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+        cells = [("" if v != v else f"{v:.4f}") if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -72,17 +72,24 @@ def _split_column(runs: pd.DataFrame) -> str | None:
 
 
 def kappa_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per defense pipeline: the paper's kappa beside the measured kappa_hat (ok runs)."""
+    """Per defense pipeline and attacker count f: the paper's kappa beside the measured kappa_hat.
+
+    Over the ok runs under attack (the bound depends on f, and without attackers kappa_hat only
+    measures how far the rule is from the plain mean).
+    """
     import json
 
     from flarena.results.robustness import defense_label
 
-    ok = runs[runs["status"] == "ok"].copy()
-    cols = ["kappa_theory", "kappa_hat_mean", "kappa_hat_max"]
-    if ok.empty or not set(cols) <= set(ok.columns):
+    cols = ["kappa_theory", "kappa_hat_mean", "kappa_hat_max", "semantics.n_malicious"]
+    if runs.empty or not set(cols) <= set(runs.columns):
+        return pd.DataFrame()
+    ok = runs[(runs["status"] == "ok") & (runs["semantics.n_malicious"] > 0)].copy()
+    if ok.empty:
         return pd.DataFrame()
     ok["defense"] = ok["spec_json"].map(json.loads).map(defense_label)
-    g = ok.groupby("defense", sort=True)
+    ok["f"] = ok["semantics.n_malicious"].astype(int)
+    g = ok.groupby(["defense", "f"], sort=True)
     return pd.DataFrame(
         {
             "kappa (paper)": g["kappa_theory"].first(),
@@ -132,8 +139,9 @@ def robustness_sections(runs: pd.DataFrame) -> list[str]:
         lines += [
             "## Robustness coefficient: the paper's kappa beside the measured kappa_hat",
             "",
-            "kappa_hat = ||aggregate - honest mean||^2 / honest variance, per round "
-            "(Allouah et al. 2023); the paper's value is an upper bound (blank: none given).",
+            "kappa_hat = ||aggregate - honest mean||^2 / honest variance, per round, over the runs "
+            "with f attackers (Allouah et al. 2023); the paper's value is an upper bound for "
+            "the worst case (blank: the paper gives none).",
             "",
             _md_table(kt),
             "",

@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,9 @@ class ResultStore:
     def __init__(self, out: str | Path) -> None:
         self.out = Path(out)
         self.parts = self.out / "parts"
+        # consolidate() re-reads only parts that changed: run_id -> (stamp, run, rounds, hist)
+        self._cache: dict[str, tuple[tuple[int, int], list[pd.DataFrame]]] = {}
+        self._last_consolidated = 0.0
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -148,19 +152,46 @@ class ResultStore:
         write_parquet(hdf, d / "label_hist.parquet")
         write_parquet(pd.DataFrame([run]), d / "run.parquet")
 
-    def consolidate(self) -> None:
-        """Rebuild ``runs``, ``rounds`` and ``label_hist`` from the committed parts."""
+    def _read_part(self, d: Path) -> list[pd.DataFrame] | None:
+        """``[run, rounds?, hist?]`` of one committed part, from the cache if unchanged."""
+        run_file = d / "run.parquet"
+        try:
+            st = run_file.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)  # run.parquet is written last: it stamps the part
+        hit = self._cache.get(d.name)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        frames = [pd.read_parquet(run_file)]
+        for name in ("rounds.parquet", "label_hist.parquet"):
+            frames.append(pd.read_parquet(d / name) if (d / name).exists() else pd.DataFrame())
+        self._cache[d.name] = (stamp, frames)
+        return frames
+
+    def consolidate(self, *, min_interval: float = 0.0) -> None:
+        """Rebuild ``runs``, ``rounds`` and ``label_hist`` from the committed parts.
+
+        Parts already read by this store are reused while their ``run.parquet`` is unchanged.
+        With ``min_interval`` > 0, a call within that many seconds of the previous rebuild does
+        nothing (the runner passes it during a matrix and rebuilds unconditionally at the end):
+        the parts are the record, the three tables a view of them.
+        """
+        now = time.monotonic()
+        if min_interval > 0 and now - self._last_consolidated < min_interval:
+            return
         runs: list[pd.DataFrame] = []
         rounds: list[pd.DataFrame] = []
         hists: list[pd.DataFrame] = []
         for d in sorted(self.parts.glob("*")) if self.parts.exists() else []:
-            run_file = d / "run.parquet"
-            if not run_file.exists():
+            frames = self._read_part(d)
+            if frames is None:
                 continue
-            runs.append(pd.read_parquet(run_file))
-            for name, acc in (("rounds.parquet", rounds), ("label_hist.parquet", hists)):
-                if (d / name).exists():
-                    acc.append(pd.read_parquet(d / name))
+            runs.append(frames[0])
+            if not frames[1].empty:
+                rounds.append(frames[1])
+            if not frames[2].empty:
+                hists.append(frames[2])
         runs_df = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame()
         if "finished_at" in runs_df:
             runs_df = runs_df.sort_values("finished_at", kind="stable").reset_index(drop=True)
@@ -175,6 +206,7 @@ class ResultStore:
             pd.concat(hists, ignore_index=True) if hists else empty_h,
             self.out / "label_hist.parquet",
         )
+        self._last_consolidated = time.monotonic()
 
 
 def add_accuracy_drop(runs: pd.DataFrame) -> pd.DataFrame:
