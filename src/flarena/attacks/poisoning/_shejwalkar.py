@@ -16,8 +16,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from flarena.attacks.poisoning._honest import finite_honest
 from flarena.core.contracts import AttackContext, ModelPoisoning, ThreatModel
-from flarena.defenses._distances import finite_rows, pairwise_sq_distances
+from flarena.defenses._distances import pairwise_sq_distances
 
 PERTURBATIONS = ("unit_vec", "sign", "std")
 OBJECTIVES = ("min_max", "min_sum")
@@ -192,14 +193,9 @@ class AgrAgnosticAttack(ModelPoisoning):
 
     def craft(self, honest: Tensor, /, *, n_malicious: int, ctx: AttackContext) -> Tensor:
         """Return ``[n_malicious, d]`` copies of ``mu + gamma * p``."""
-        if honest.ndim != 2:
-            raise ValueError(f"expected honest rows [h, d], got shape {tuple(honest.shape)}")
-        d = honest.shape[1]
-        if n_malicious == 0:
-            return honest.new_zeros(0, d)
-        honest = honest[finite_rows(honest)]
-        if honest.shape[0] == 0:
-            return honest.new_zeros(n_malicious, d)
+        honest, early = finite_honest(honest, n_malicious)
+        if early is not None:
+            return early
         row, gamma = agnostic_row(
             honest,
             objective=self.objective,

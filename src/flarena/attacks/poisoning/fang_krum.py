@@ -9,9 +9,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from flarena.attacks.poisoning._honest import finite_honest
 from flarena.core.contracts import AttackContext, ModelPoisoning, ThreatModel
 from flarena.core.registry import register
-from flarena.defenses._distances import finite_rows
 from flarena.defenses.aggregators.krum import distance_table, krum_order, neighbour_scores
 
 
@@ -126,13 +126,11 @@ class FangKrum(ModelPoisoning):
 
     def craft(self, honest: Tensor, /, *, n_malicious: int, ctx: AttackContext) -> Tensor:
         """Return ``[n_malicious, d]`` copies of ``-lambda * sign(mean(honest))``."""
-        if honest.ndim != 2:
-            raise ValueError(f"expected honest rows [h, d], got shape {tuple(honest.shape)}")
+        honest, early = finite_honest(honest, n_malicious)
+        if early is not None:
+            return early
         d = honest.shape[1]
-        if n_malicious == 0:
-            return honest.new_zeros(0, d)
-        honest = honest[finite_rows(honest)]
-        if honest.shape[0] == 0 or d == 0:
+        if d == 0:
             return honest.new_zeros(n_malicious, d)
         s, lam = self.search(honest, n_malicious)
         ctx.info["opt_param"] = lam

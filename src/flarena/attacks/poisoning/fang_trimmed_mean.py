@@ -9,9 +9,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from flarena.attacks.poisoning._honest import finite_honest
 from flarena.core.contracts import AttackContext, ModelPoisoning, ThreatModel
 from flarena.core.registry import register
-from flarena.defenses._distances import finite_rows
 
 
 def fang_intervals(honest: Tensor, b: float) -> tuple[Tensor, Tensor]:
@@ -109,17 +109,14 @@ class FangTrimmedMean(ModelPoisoning):
 
     def craft(self, honest: Tensor, /, *, n_malicious: int, ctx: AttackContext) -> Tensor:
         """Return ``[n_malicious, d]`` rows drawn uniformly from the per-coordinate intervals."""
-        if honest.ndim != 2:
-            raise ValueError(f"expected honest rows [h, d], got shape {tuple(honest.shape)}")
-        d = honest.shape[1]
-        if n_malicious == 0:
-            return honest.new_zeros(0, d)
-        honest = honest[finite_rows(honest)]
-        if honest.shape[0] == 0:
-            return honest.new_zeros(n_malicious, d)
+        honest, early = finite_honest(honest, n_malicious)
+        if early is not None:
+            return early
         lo, hi = fang_intervals(honest, self.b)
         gen = ctx.generator
-        u = torch.rand((n_malicious, d), generator=gen, device=gen.device, dtype=honest.dtype)
+        u = torch.rand(
+            (n_malicious, honest.shape[1]), generator=gen, device=gen.device, dtype=honest.dtype
+        )
         u = u.to(honest.device)
         return torch.clamp(lo + u * (hi - lo), min=lo, max=hi)
 
