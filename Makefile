@@ -36,7 +36,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q tests
 
+# byzfl (aggregator comparison) requires torchvision, which would pull a CUDA torch; its
+# aggregators need only numpy/scipy/torch, so it is installed without its dependencies.
 bench: $(VENV)/.installed-dev
+	$(PIP) install -q --no-deps byzfl==0.0.11
 	$(BIN)/python -m pytest benchmarks -q --benchmark-columns=min,median,mean,rounds --benchmark-sort=name
 
 lint: $(VENV)/.installed-dev

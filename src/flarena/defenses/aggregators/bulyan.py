@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -9,7 +10,7 @@ from flarena.core.contracts import RoundContext
 from flarena.core.registry import register
 from flarena.defenses._checks import check_matrix, int_param
 from flarena.defenses.aggregators.krum import distance_table, neighbour_scores, ranking
-from flarena.defenses.aggregators.median import coordinate_median
+from flarena.defenses.aggregators.median import coordinate_median, numpy_rows
 
 
 @register("aggregator", "bulyan")
@@ -78,12 +79,40 @@ class Bulyan:
         if ctx is not None:
             ctx.info["kept"] = kept
         chosen = updates[kept]  # theta rows, in their original order
-        beta = chosen.shape[0] - 2 * self.f
-        deviation = (chosen - coordinate_median(chosen)).abs()
-        deviation = torch.where(torch.isnan(deviation), torch.inf, deviation)
-        closest = torch.argsort(deviation, dim=0, stable=True)[:beta]
-        return chosen.gather(0, closest).mean(dim=0)
+        return closest_to_median_mean(chosen, chosen.shape[0] - 2 * self.f)
 
     def get_params(self) -> dict[str, int]:
         """Constructor parameters."""
         return {"f": self.f}
+
+
+def closest_to_median_mean(chosen: Tensor, beta: int) -> Tensor:
+    r"""Per coordinate, the mean of the ``beta`` values of ``chosen`` closest to the median.
+
+    :math:`m_j` is :func:`~flarena.defenses.aggregators.median.coordinate_median`; values are
+    ranked by :math:`|x_{ij} - m_j|` (NaN as :math:`+\infty`), ties to the lowest row index.
+    On the CPU (float32/float64) the ``beta``-th smallest deviation :math:`t_j` comes from one
+    ``numpy.partition`` and the values with deviation :math:`\le t_j` are summed; only the
+    coordinates where more than ``beta`` deviations are :math:`\le t_j` (ties at :math:`t_j`)
+    go through the stable sort that applies the tie rule. Elsewhere: one stable
+    ``torch.argsort`` along the rows.
+    """
+    deviation = (chosen - coordinate_median(chosen)).abs_()
+    deviation.nan_to_num_(nan=torch.inf, posinf=torch.inf)
+    rows = numpy_rows(deviation)
+    if rows is None:
+        return _closest_by_sort(chosen, deviation, beta)
+    part = np.partition(rows, beta - 1, axis=0)
+    threshold = torch.from_numpy(part[beta - 1])
+    del part
+    within = deviation <= threshold
+    out = torch.where(within, chosen, 0.0).sum(dim=0) / beta
+    ties = within.sum(dim=0) > beta
+    if bool(ties.any()):
+        out[ties] = _closest_by_sort(chosen[:, ties], deviation[:, ties], beta)
+    return out
+
+
+def _closest_by_sort(chosen: Tensor, deviation: Tensor, beta: int) -> Tensor:
+    closest = torch.argsort(deviation, dim=0, stable=True)[:beta]
+    return chosen.gather(0, closest).mean(dim=0)

@@ -8,7 +8,7 @@ from torch import Tensor
 from flarena.core.contracts import RoundContext
 from flarena.core.registry import register
 from flarena.defenses._checks import check_matrix, int_param, positive_float
-from flarena.defenses._distances import finite_rows
+from flarena.defenses._distances import GRAM_BLOCK, column_blocks, distances_to, finite_rows
 from flarena.defenses.aggregators.median import coordinate_median
 
 
@@ -30,6 +30,12 @@ class CenteredClipping:
     :math:`x_i = v`) but still counts in the :math:`1/n`, so each row moves the centre by at
     most :math:`\tau / n` per iteration as in the paper's analysis; the output is finite
     whenever :math:`v_0` is (with the median start: fewer than half the rows non-finite).
+
+    Each iteration reads the rows twice, blockwise over the columns: once for the distances
+    :math:`\lVert x_i - v \rVert` (squares summed in float64 for float32 rows,
+    :func:`~flarena.defenses._distances.distances_to`), once for the clipped sum; no
+    ``[n, d]`` temporary is made. If a distance is not finite (a non-finite row, or an
+    overflow), the iterations are redone with the non-finite rows set aside as described above.
 
     Parameters
     ----------
@@ -64,13 +70,32 @@ class CenteredClipping:
     def __call__(self, updates: Tensor, /, *, ctx: RoundContext | None = None) -> Tensor:
         """Aggregate ``[n, d]`` rows into ``[d]``."""
         n = check_matrix(updates)
+        start = self._start(updates, ctx)
+        v = self._iterate(updates, start, n) if bool(torch.isfinite(start).all()) else None
+        if v is not None:
+            return v
         ok = finite_rows(updates)
         x = updates if bool(ok.all()) else updates[ok]
-        v = self._start(updates, ctx)
+        v = start
         for _ in range(self.iters):
             diff = x - v
             scale = (self.tau / diff.norm(dim=1)).clamp(max=1.0)  # norm 0 -> inf -> 1
             v = v + (scale[:, None] * diff).sum(dim=0) / n
+        return v
+
+    def _iterate(self, x: Tensor, v: Tensor, n: int) -> Tensor | None:
+        """The iterations over finite rows, blockwise; ``None`` if a distance is not finite."""
+        d = x.shape[1]
+        for _ in range(self.iters):
+            dist = distances_to(x, v)
+            if not bool(torch.isfinite(dist).all()):
+                return None
+            scale = (self.tau / dist).clamp(max=1.0).to(x.dtype)  # distance 0 -> inf -> 1
+            step = torch.empty_like(v)
+            for a in column_blocks(d):
+                b = a + GRAM_BLOCK
+                torch.mv((x[:, a:b] - v[a:b]).T, scale, out=step[a:b])
+            v = v + step / n
         return v
 
     def get_params(self) -> dict[str, float | int]:

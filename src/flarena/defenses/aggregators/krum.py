@@ -8,14 +8,18 @@ from torch import Tensor
 from flarena.core.contracts import RoundContext
 from flarena.core.registry import register
 from flarena.defenses._checks import check_matrix, int_param
-from flarena.defenses._distances import finite_rows, pairwise_sq_distances
+from flarena.defenses._distances import finite_rows, sq_distances_wide
 
 
 def distance_table(x: Tensor) -> tuple[Tensor, Tensor]:
     r"""Squared distances of ``[n, d]`` rows, ``+inf`` for any pair with a non-finite row.
 
     One Gram matrix (:func:`~flarena.defenses._distances.pairwise_sq_distances`) over the finite
-    rows, in float64; a distance that overflows is ``+inf`` too.
+    rows, summed in float64 and not rounded back to the rows' dtype; a distance that overflows is
+    ``+inf`` too. The Gram matrix is first taken
+    over all rows: when it is finite every row is (see
+    :func:`~flarena.defenses._distances.sq_distances_wide`) and no separate pass over the
+    ``[n, d]`` matrix looks for non-finite values.
 
     Returns
     -------
@@ -24,14 +28,17 @@ def distance_table(x: Tensor) -> tuple[Tensor, Tensor]:
         and the ``[n]`` bool mask of the non-finite rows.
     """
     n = x.shape[0]
+    dist = sq_distances_wide(x).double().cpu()
+    if bool(torch.isfinite(dist).all()):
+        return dist, torch.zeros(n, dtype=torch.bool)
     ok = finite_rows(x)
     if bool(ok.all()):
-        dist = pairwise_sq_distances(x.double()).cpu()
+        dist = sq_distances_wide(x.double()).cpu()
     else:
         dist = torch.full((n, n), torch.inf, dtype=torch.float64)
         idx = ok.nonzero().squeeze(1)
         if idx.numel() > 0:
-            sub = pairwise_sq_distances(x[idx].double()).cpu()
+            sub = sq_distances_wide(x[idx].double()).cpu()
             idx = idx.cpu()
             dist[idx[:, None], idx[None, :]] = sub
     dist = torch.where(torch.isnan(dist), torch.inf, dist)

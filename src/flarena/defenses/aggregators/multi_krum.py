@@ -63,7 +63,12 @@ class MultiKrum:
         kept = kept.to(updates.device)
         if ctx is not None:
             ctx.info["kept"] = kept
-        return updates[kept].mean(dim=0)  # rows in their original order: m = n is x.mean(0)
+        if bool(kept.all()):
+            return updates.mean(dim=0)  # m = n is exactly x.mean(0)
+        if bool(nonfinite.any()):
+            return updates[kept].mean(dim=0)  # 0 * inf: no product with a non-finite row
+        # the kept rows' sum as one matrix-vector product (0/1 weights), without copying them
+        return (kept.to(updates.dtype) @ updates).div_(int(kept.sum()))
 
     def get_params(self) -> dict[str, int | None]:
         """Constructor parameters."""

@@ -10,7 +10,7 @@ from torch import Tensor
 from flarena.core.contracts import RoundContext
 from flarena.core.registry import register
 from flarena.defenses._checks import check_matrix, int_param, require_minority
-from flarena.defenses._distances import finite_rows
+from flarena.defenses._distances import row_norms
 from flarena.defenses.preaggregators.clip import clip_rows
 
 
@@ -72,12 +72,10 @@ class ARC:
         k = self.clipped_count(n)
         if k == 0:
             return clip_rows(updates, math.inf)
-        low = (torch.float16, torch.bfloat16, torch.float32)
-        work = updates.double() if updates.dtype in low else updates
-        norms = torch.linalg.vector_norm(work, dim=1)
-        norms = torch.where(finite_rows(updates), norms, torch.full_like(norms, math.inf))
-        threshold = torch.topk(norms, k + 1).values[k]
-        return clip_rows(updates, threshold)
+        norms = row_norms(updates)  # non-finite exactly for the non-finite rows
+        ranked = torch.where(torch.isfinite(norms), norms, torch.full_like(norms, math.inf))
+        threshold = torch.topk(ranked, k + 1).values[k]
+        return clip_rows(updates, threshold, norms)
 
     def get_params(self) -> dict[str, int]:
         """Constructor parameters."""

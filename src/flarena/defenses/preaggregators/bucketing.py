@@ -71,14 +71,24 @@ class Bucketing:
         perm = torch.randperm(n, generator=gen, device=gen.device).to(device)
         m = self.output_rows(n)
         bucket = torch.arange(n, device=device) // self.s
-        sums = torch.zeros(m, updates.shape[1], dtype=updates.dtype, device=device)
-        sums.index_add_(0, bucket, updates[perm])
-        sizes = torch.bincount(bucket, minlength=m).to(updates.dtype)
+        # each bucket summed row by row straight into the output, in the shuffled order (the
+        # order index_add_ would use), then divided by its size: no shuffled copy of the rows
+        order = perm.tolist()
+        out = torch.empty(m, updates.shape[1], dtype=updates.dtype, device=device)
+        for b in range(m):
+            rows = order[b * self.s : (b + 1) * self.s]
+            if len(rows) == 1:
+                out[b].copy_(updates[rows[0]])
+                continue
+            torch.add(updates[rows[0]], updates[rows[1]], out=out[b])
+            for r in rows[2:]:
+                out[b].add_(updates[r])
+            out[b].div_(len(rows))
         if ctx is not None and ctx.weights is not None and ctx.weights.shape[0] == n:
             w = ctx.weights.to(device)
             new_w = torch.zeros(m, dtype=w.dtype, device=device)
             ctx.weights = new_w.index_add_(0, bucket, w[perm])
-        return sums / sizes[:, None]
+        return out
 
     def get_params(self) -> dict[str, int]:
         """Constructor parameters."""

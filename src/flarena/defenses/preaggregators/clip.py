@@ -11,22 +11,29 @@ from torch import Tensor
 from flarena.core.contracts import RoundContext
 from flarena.core.registry import register
 from flarena.defenses._checks import check_matrix
-from flarena.defenses._distances import finite_rows
+from flarena.defenses._distances import finite_rows, row_norms
 
 
-def clip_rows(updates: Tensor, tau: Tensor | float) -> Tensor:
+def clip_rows(updates: Tensor, tau: Tensor | float, norms: Tensor | None = None) -> Tensor:
     r"""``x_i * min(1, tau / ||x_i||)`` for every row; non-finite rows become zero rows.
 
-    Norms are taken in float64 for float32/16 input (no overflow of the squares), a zero row
-    stays zero, and ``tau = inf`` leaves the finite rows unchanged.
+    Norms are taken in float64 for float32/16 input (no overflow of the squares; see
+    :func:`~flarena.defenses._distances.row_norms`), a zero row stays zero, and ``tau = inf``
+    leaves the finite rows unchanged. ``norms`` are the rows' ``row_norms``, if the caller has
+    them already. One pass reads the rows for the norms, one writes the scaled copy.
     """
-    low = (torch.float16, torch.bfloat16, torch.float32)
-    work = updates.double() if updates.dtype in low else updates
-    norms = torch.linalg.vector_norm(work, dim=1)
+    if norms is None:
+        norms = row_norms(updates)
+    ok = torch.isfinite(norms)
+    if not bool(ok.all()):  # non-finite rows, or float64 norms that overflowed
+        bad = (~ok).nonzero().squeeze(1)
+        ok[bad] = finite_rows(updates[bad])
     scale = (torch.as_tensor(tau, dtype=norms.dtype, device=norms.device) / norms).clamp(max=1.0)
     scale = torch.nan_to_num(scale, nan=1.0)  # 0 / 0 or inf / inf: nothing to shrink
     out = updates * scale.to(updates.dtype)[:, None]
-    return torch.where(finite_rows(updates)[:, None], out, torch.zeros_like(updates))
+    if not bool(ok.all()):
+        out[~ok] = 0.0
+    return out
 
 
 @register("preaggregator", "clip")

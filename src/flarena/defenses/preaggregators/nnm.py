@@ -8,7 +8,7 @@ from torch import Tensor
 from flarena.core.contracts import RoundContext
 from flarena.core.registry import register
 from flarena.defenses._checks import check_matrix, int_param, require_minority
-from flarena.defenses._distances import finite_rows, pairwise_sq_distances
+from flarena.defenses._distances import finite_rows, pairwise_sq_distances, sq_distances_wide
 
 
 @register("preaggregator", "nnm")
@@ -61,18 +61,24 @@ class NNM:
         check_matrix(updates)
         n = updates.shape[0]
         self.check_n(n)
-        ok = finite_rows(updates)
-        idx = ok.nonzero().squeeze(1)
-        # ranking key: squared distance, +inf to/from non-finite rows, -1 on the diagonal so
-        # that a row is always its own first neighbour
-        key = torch.full((n, n), float("inf"), dtype=torch.float64, device=updates.device)
-        if idx.numel() > 0:
-            sub = pairwise_sq_distances(updates[idx]).double()
-            key[idx[:, None], idx[None, :]] = sub
-        key.fill_diagonal_(-1.0)
+        dist = sq_distances_wide(updates)  # finite iff every row is
+        if bool(torch.isfinite(dist).all()):
+            ok = torch.ones(n, dtype=torch.bool, device=updates.device)
+            key = dist.to(updates.dtype).double()  # as pairwise_sq_distances rounds it
+        else:
+            ok = finite_rows(updates)
+            idx = ok.nonzero().squeeze(1)
+            # ranking key: squared distance, +inf to/from non-finite rows
+            key = torch.full((n, n), float("inf"), dtype=torch.float64, device=updates.device)
+            if idx.numel() > 0:
+                sub = pairwise_sq_distances(updates[idx]).double()
+                key[idx[:, None], idx[None, :]] = sub
+        key.fill_diagonal_(-1.0)  # a row is always its own first neighbour
         order = torch.sort(key, dim=1, stable=True).indices[:, : n - self.f]
         sel = torch.zeros(n, n, dtype=torch.bool, device=updates.device)
         sel.scatter_(1, order, True)
+        if bool(ok.all()):
+            return (sel.to(updates.dtype) @ updates).div_(n - self.f)
         sel &= ok[None, :]  # never average a non-finite row into a finite one
         clean = torch.where(ok[:, None], updates, torch.zeros_like(updates))
         counts = sel.sum(dim=1, keepdim=True).clamp(min=1).to(updates.dtype)
