@@ -41,6 +41,7 @@ KINDS: tuple[str, ...] = (
     "topology",
     "engine",
     "privacy_attack",
+    "gossip_rule",
 )
 
 # Packages whose import registers the built-in plugins of each kind.
@@ -56,6 +57,7 @@ _BUILTIN_PACKAGES: dict[str, tuple[str, ...]] = {
     "topology": ("flarena.algorithms",),
     "engine": ("flarena.engines",),
     "privacy_attack": ("flarena.attacks.privacy",),
+    "gossip_rule": ("flarena.defenses.gossip",),
 }
 
 T = TypeVar("T")

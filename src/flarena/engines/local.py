@@ -96,17 +96,30 @@ def load_flat(model: nn.Module, vec: Tensor) -> None:
             offset += n
 
 
+def _start(global_vec: Tensor, k: int) -> Tensor:
+    """Client ``k``'s starting parameters: the ``[d]`` global vector, or row ``k`` of ``[K, d]``.
+
+    Decentralized nodes each train from their own model.
+    """
+    return global_vec if global_vec.ndim == 1 else global_vec[k]
+
+
 def train_loop(
     model: nn.Module, global_vec: Tensor, plan: BatchPlan, lp: LocalPlan, x: Tensor, y: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Reference executor: one client after another. Returns ``rows [K, d]`` and ``losses [K]``."""
+    """Reference executor: one client after another. Returns ``rows [K, d]`` and ``losses [K]``.
+
+    ``global_vec`` is the ``[d]`` model every client starts from, or ``[K, d]`` per-client
+    starting models; a row is the client's final model minus its own start (or its gradient).
+    """
     device = global_vec.device
     params: list[Tensor] = list(model.parameters())
-    rows = torch.empty(len(plan.batches), global_vec.numel(), device=device, dtype=global_vec.dtype)
+    d = global_vec.shape[-1]
+    rows = torch.empty(len(plan.batches), d, device=device, dtype=global_vec.dtype)
     losses = torch.zeros(len(plan.batches), device=device, dtype=global_vec.dtype)
     model.train()
     for k, client_batches in enumerate(plan.batches):
-        load_flat(model, global_vec)
+        load_flat(model, _start(global_vec, k))
         bufs = [torch.zeros_like(p) for p in params]
         total = torch.zeros((), device=device, dtype=global_vec.dtype)
         for batch in client_batches:
@@ -128,7 +141,7 @@ def train_loop(
                 else:
                     torch._foreach_add_(params, gs, alpha=-lp.lr)
         if not lp.return_gradient:
-            rows[k] = flat_params(model) - global_vec
+            rows[k] = flat_params(model) - _start(global_vec, k)
         losses[k] = total / max(len(client_batches), 1)
     return rows, losses
 
@@ -136,14 +149,23 @@ def train_loop(
 def train_vmap(
     model: nn.Module, global_vec: Tensor, plan: BatchPlan, lp: LocalPlan, x: Tensor, y: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Batched executor: all clients at once with ``vmap(grad(functional_call))``."""
+    """Batched executor: all clients at once with ``vmap(grad(functional_call))``.
+
+    ``global_vec`` is ``[d]`` (one start for all) or ``[K, d]`` (per-client starts).
+    """
     device = global_vec.device
     k = len(plan.batches)
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for _, p in model.named_parameters()]
     sizes = [p.numel() for _, p in model.named_parameters()]
-    base = dict(zip(names, torch.split(global_vec, sizes), strict=True))
-    params = {n: base[n].view(s).expand(k, *s).clone() for n, s in zip(names, shapes, strict=True)}
+    if global_vec.ndim == 1:
+        base = dict(zip(names, torch.split(global_vec, sizes), strict=True))
+        params = {
+            n: base[n].view(s).expand(k, *s).clone() for n, s in zip(names, shapes, strict=True)
+        }
+    else:
+        cols = torch.split(global_vec, sizes, dim=1)
+        params = {n: c.reshape(k, *s).clone() for n, c, s in zip(names, cols, shapes, strict=True)}
     bufs = {n: torch.zeros_like(p) for n, p in params.items()}
     idx, mask = plan.padded(device)
     model.train()
