@@ -85,6 +85,9 @@ def build(spec: Spec, *, with_model: bool = True) -> Components:
             f"examples of {ds.name!r}"
         )
     _create("engine", spec.engine.component, "engine", prov)
+    topology = gossip_rule = adjacency = None
+    if spec.framework == "decentralized":
+        topology, gossip_rule, adjacency = _build_decentralized(spec, attack, seeds, prov)
     model: Any = None
     if with_model:
         mc = spec.model
@@ -109,7 +112,41 @@ def build(spec: Spec, *, with_model: bool = True) -> Components:
         preaggregators=pres,
         aggregator=aggregator,
         provenance=prov,
+        topology=topology,
+        gossip_rule=gossip_rule,
+        adjacency=adjacency,
     )
+
+
+def _build_decentralized(
+    spec: Spec, attack: Any, seeds: Seeds, prov: list[dict[str, str]]
+) -> tuple[Any, Any, Any]:
+    """Topology, gossip rule and (static) adjacency of a decentralized spec, checked."""
+    from flarena.algorithms.mixing import check_mixing, mixing_matrix, require_connected
+
+    dec = spec.decentralized
+    topology = _create("topology", dec.topology, "decentralized.topology", prov)
+    rule = _create("gossip_rule", dec.gossip_rule, "decentralized.gossip_rule", prov)
+    n = spec.data.n_clients
+    if is_model_poisoning(attack):
+        raise SpecError(
+            f"attack {spec.attack.component.name!r} crafts update rows; decentralized runs "
+            "support data-poisoning attacks (label_flip, backdoor) for now"
+        )
+    try:
+        topology.check_n(n)
+    except ValueError as exc:
+        raise SpecError(f"decentralized.topology: {exc} (data.n_clients = {n})") from None
+    if getattr(topology, "time_varying", False):
+        return topology, rule, None
+    try:
+        adj = topology(n, rng=seeds.numpy("topology"), round=0)
+        require_connected(adj, dec.topology.name)
+        W = mixing_matrix(adj, dec.mixing, lazy=dec.lazy)
+        check_mixing(W, need_doubly_stochastic=True, n=n)
+    except ValueError as exc:
+        raise SpecError(f"decentralized: {exc}") from None
+    return topology, rule, adj
 
 
 def _threat_needs(attack: Any) -> list[str]:
@@ -194,9 +231,10 @@ def semantics(spec: Spec, comp: Components) -> dict[str, Any]:
         agg_f,
         [p.name for p in spec.defense.preaggregators],
     )
+    decentral = spec.framework == "decentralized"
     return {
-        "kappa_theory": kappa,
-        "semantics.vector_kind": algo.vector_kind.value,
+        "kappa_theory": None if decentral else kappa,
+        "semantics.vector_kind": "model" if decentral else algo.vector_kind.value,
         "semantics.client_momentum": float(lp.momentum),
         "semantics.server_momentum": float(algo.server_momentum),
         "semantics.n_malicious": n_mal,

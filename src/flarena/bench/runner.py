@@ -89,6 +89,7 @@ def run_one(
         semantics,
     )
     from flarena.bench.timing import resolve_device
+    from flarena.engines.gossip import GossipEngine
     from flarena.engines.sim import SimEngine
 
     started = time.time()
@@ -111,7 +112,8 @@ def run_one(
             sorted({f"{p['distribution']}=={p['version']}" for p in comp.provenance})
         )
         hist = label_histogram_rows(comp)
-        out = SimEngine().run(
+        engine: Any = SimEngine() if spec.framework == "federated" else GossipEngine()
+        out = engine.run(
             spec, comp, device=device, executor=spec.engine.executor, on_round=on_round
         )
         rounds = out.rounds

@@ -28,6 +28,8 @@ COMPONENT_FIELDS: dict[str, str] = {
     "attack": "attack",
     "engine": "engine",
     "defense.aggregator": "aggregator",
+    "decentralized.topology": "topology",
+    "decentralized.gossip_rule": "gossip_rule",
 }
 # Fields holding a list of components.
 COMPONENT_LIST_FIELDS: dict[str, str] = {
@@ -48,6 +50,9 @@ RESERVED: dict[str, dict[str, Any]] = {
     "engine": {"executor": "auto"},
 }
 CHANNELS = ("plain",)
+FRAMEWORKS = ("federated", "decentralized")
+MIXINGS = ("metropolis", "uniform")
+ORDERS = ("step_then_gossip", "gossip_then_step")
 ATTACKER_MODES = ("fixed", "resampled")
 EXECUTORS = ("auto", "loop", "vmap")
 
@@ -82,6 +87,15 @@ DEFAULTS: dict[str, Any] = {
         "channel": "plain",
     },
     "engine": {"name": "sim", "executor": "auto"},
+    "framework": "federated",
+    # used when framework = "decentralized": nodes hold models and gossip over a graph
+    "decentralized": {
+        "topology": {"name": "ring"},
+        "mixing": "metropolis",
+        "lazy": False,
+        "gossip_rule": {"name": "gossip"},
+        "order": "step_then_gossip",
+    },
 }
 # Scalar fields: dotted key -> (type, check, what is allowed).
 SCALARS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
@@ -109,8 +123,21 @@ SCALARS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
         "an integer >= 0 (0: malicious clients report their true example count)",
     ),
     "engine.executor": (str, lambda v: v in EXECUTORS, ", ".join(EXECUTORS)),
+    "framework": (str, lambda v: v in FRAMEWORKS, ", ".join(FRAMEWORKS)),
+    "decentralized.mixing": (str, lambda v: v in MIXINGS, ", ".join(MIXINGS)),
+    "decentralized.lazy": (bool, lambda v: True, "true or false"),
+    "decentralized.order": (str, lambda v: v in ORDERS, ", ".join(ORDERS)),
 }
-TOP_SECTIONS = {"data", "model", "algorithm", "attack", "defense", "engine", "matrix"}
+TOP_SECTIONS = {
+    "data",
+    "model",
+    "algorithm",
+    "attack",
+    "defense",
+    "engine",
+    "decentralized",
+    "matrix",
+}
 
 
 @dataclass(frozen=True)
@@ -169,6 +196,17 @@ class DefenseSpec:
 
 
 @dataclass(frozen=True)
+class DecentralizedSpec:
+    """The graph, its gossip matrix and the rule each node mixes with (decentralized runs)."""
+
+    topology: Component
+    mixing: str = "metropolis"
+    lazy: bool = False
+    gossip_rule: Component = Component("gossip")
+    order: str = "step_then_gossip"
+
+
+@dataclass(frozen=True)
 class EngineSpec:
     """Which engine runs the spec, and how local training is executed."""
 
@@ -193,6 +231,8 @@ class Spec:
     attack: AttackSpec
     defense: DefenseSpec
     engine: EngineSpec
+    framework: str = "federated"
+    decentralized: DecentralizedSpec = DecentralizedSpec(Component("ring"))
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,7 +320,7 @@ def normalize(raw: Mapping[str, Any]) -> dict[str, Any]:
         if key in ("model", "algorithm", "attack", "engine"):
             comp = _normalize_component(value, key)
             out[key] = {**RESERVED.get(key, {}), **comp}
-        elif key in ("data", "defense"):
+        elif key in ("data", "defense", "decentralized"):
             if not isinstance(value, Mapping):
                 raise SpecError(f"[{key}] must be a table, got {value!r}")
             for sub, v in value.items():
@@ -306,9 +346,9 @@ def normalize(raw: Mapping[str, Any]) -> dict[str, Any]:
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     """Assign ``value`` at dotted ``key`` in a normalized spec dict (promoting bare components)."""
     parts = key.split(".")
-    if key in ("data", "defense"):
+    if key in ("data", "defense", "decentralized"):
         # a whole section: `defense` is replaced (a pipeline, unset steps back to defaults),
-        # `data` is merged into
+        # `data` and `decentralized` are merged into
         if not isinstance(value, Mapping):
             raise SpecError(f"{key} must be a table, got {value!r}")
         if key == "defense":
@@ -424,6 +464,14 @@ def parse_spec(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = Non
             d["defense"]["channel"],
         ),
         engine=EngineSpec(_component(d["engine"], RESERVED["engine"]), d["engine"]["executor"]),
+        framework=d["framework"],
+        decentralized=DecentralizedSpec(
+            _component(d["decentralized"]["topology"]),
+            d["decentralized"]["mixing"],
+            d["decentralized"]["lazy"],
+            _component(d["decentralized"]["gossip_rule"]),
+            d["decentralized"]["order"],
+        ),
         raw=d,
     )
 

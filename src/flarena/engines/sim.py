@@ -51,6 +51,11 @@ class Components:
     preaggregators: list[Any]
     aggregator: Any
     provenance: list[dict[str, str]] = field(default_factory=list)
+    # decentralized runs: the topology plugin, the gossip rule, and the static graph's
+    # adjacency (None for a time-varying topology, which is drawn each round)
+    topology: Any = None
+    gossip_rule: Any = None
+    adjacency: Any = None
 
 
 @dataclass
