@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -9,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import torch
+from scipy import sparse
 from torch import Tensor, nn
 
 from flarena.core.contracts import (
@@ -19,6 +21,7 @@ from flarena.core.contracts import (
     ThreatModel,
 )
 from flarena.defenses.aggregators.mean import Mean
+from flarena.defenses.gossip.base import GossipContext
 from flarena.testing import check_plugin, checks_for, parametrize_with_checks, registered
 
 
@@ -461,3 +464,305 @@ def test_threat_model_must_be_declared() -> None:
 
     fails("attack", NoThreat, "threat_model", "ThreatModel")
     assert ThreatModel().sees_honest_updates is False
+
+
+# --- topologies -------------------------------------------------------------------------------
+class GoodRing:
+    """A correct ring topology (the reference the broken ones below derive from)."""
+
+    time_varying = False
+
+    def check_n(self, n: int) -> None:
+        if n < 2:
+            raise ValueError(f"invalid n = {n}: must be >= 2")
+
+    def edges(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        i = np.arange(n)
+        return i, (i + 1) % n
+
+    def __call__(self, n: int, *, rng: np.random.Generator, round: int = 0) -> sparse.csr_array:
+        self.check_n(n)
+        rows, cols = self.edges(n, rng)
+        a = np.zeros((n, n), dtype=np.int8)
+        a[rows, cols] = a[cols, rows] = 1
+        return sparse.csr_array(a)
+
+
+class DirectedRing(GoodRing):
+    """Links i -> i + 1 only: not symmetric."""
+
+    def __call__(self, n: int, *, rng: np.random.Generator, round: int = 0) -> sparse.csr_array:
+        self.check_n(n)
+        i = np.arange(n)
+        return sparse.csr_array((np.ones(n, dtype=np.int8), (i, (i + 1) % n)), shape=(n, n))
+
+
+class UnseededChords(GoodRing):
+    """A ring plus chords drawn from numpy's global generator, not from ``rng``."""
+
+    def edges(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        i = np.arange(n)
+        chords = np.random.randint(0, n, size=(2, n))
+        return np.concatenate([i, chords[0]]), np.concatenate([(i + 1) % n, chords[1]])
+
+
+class SelfLoops(GoodRing):
+    """Every node also links to itself."""
+
+    def edges(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        i = np.arange(n)
+        return np.concatenate([i, i]), np.concatenate([(i + 1) % n, i])
+
+
+class Float64Ring(GoodRing):
+    """Returns a float64 adjacency."""
+
+    def __call__(self, n: int, *, rng: np.random.Generator, round: int = 0) -> sparse.csr_array:
+        return super().__call__(n, rng=rng, round=round).astype(np.float64)
+
+
+class TwoRings(GoodRing):
+    """Two disjoint rings: disconnected, yet static."""
+
+    def check_n(self, n: int) -> None:
+        if n < 6 or n % 2:
+            raise ValueError(f"invalid n = {n}: must be even and >= 6")
+
+    def edges(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        h = np.arange(n // 2)
+        return np.concatenate([h, h + n // 2]), np.concatenate([(h + 1) % (n // 2), h + n // 2])
+
+
+class LaxCount(GoodRing):
+    """check_n refuses nothing and raises the wrong exception for n = 0."""
+
+    def check_n(self, n: int) -> None:
+        if n == 0:
+            raise ZeroDivisionError("n = 0")
+
+
+def test_broken_topologies_fail() -> None:
+    fails("topology", DirectedRing, "symmetric", "not symmetric")
+    fails("topology", UnseededChords, "deterministic", "same rng seed")
+    fails("topology", UnseededChords, "global_rng_untouched", "global random state")
+    fails("topology", SelfLoops, "zero_diagonal", "self loops")
+    fails("topology", Float64Ring, "output_type", "want int8")
+    fails("topology", TwoRings, "connected", "disconnected")
+    fails("topology", LaxCount, "check_n_refuses_too_few", "ValueError")
+    check_plugin("topology", GoodRing)
+    check_plugin("topology", "ring")
+    check_plugin("topology", "erdos_renyi", p=0.5, redraw_each_round=True)
+
+
+def test_topology_node_counts_follow_check_n() -> None:
+    seen: set[int] = set()
+
+    class Recording(TwoRings):
+        """Records the node counts built."""
+
+        def __call__(self, n: int, *, rng: np.random.Generator, round: int = 0) -> sparse.csr_array:
+            seen.add(n)
+            return super().__call__(n, rng=rng, round=round)
+
+    run("topology", Recording, "output_type")
+    assert seen == {8, 16}  # 4 and 9 refused by check_n
+
+
+# --- gossip rules -----------------------------------------------------------------------------
+def incoming(weights: Tensor, dst: Tensor, n: int) -> Tensor:
+    """Sum of the incoming weights of every node, ``[n]``."""
+    return torch.zeros(n, dtype=weights.dtype).index_add_(0, dst, weights)
+
+
+class PlainGossip:
+    """x_i <- W_ii x_i + sum_j W_ij m_ji (a correct rule)."""
+
+    def __call__(
+        self,
+        messages: Tensor,
+        *,
+        src: Tensor,
+        dst: Tensor,
+        weights: Tensor,
+        own: Tensor,
+        ctx: GossipContext | None = None,
+    ) -> Tensor:
+        w = weights.to(own.dtype)
+        out = own * (1 - incoming(w, dst, own.shape[0]))[:, None]
+        return out.index_add_(0, dst, w[:, None] * messages.to(own.dtype))
+
+
+class MutatesOwn(PlainGossip):
+    """Adds the neighbours' offsets into ``own`` itself."""
+
+    def __call__(
+        self,
+        messages: Tensor,
+        *,
+        src: Tensor,
+        dst: Tensor,
+        weights: Tensor,
+        own: Tensor,
+        ctx: GossipContext | None = None,
+    ) -> Tensor:
+        step = weights[:, None] * (messages - own[dst])
+        return own.index_add_(0, dst, step)
+
+
+class Float64Gossip(PlainGossip):
+    """Returns float64 whatever the input dtype."""
+
+    def __call__(
+        self,
+        messages: Tensor,
+        *,
+        src: Tensor,
+        dst: Tensor,
+        weights: Tensor,
+        own: Tensor,
+        ctx: GossipContext | None = None,
+    ) -> Tensor:
+        out = super().__call__(messages, src=src, dst=dst, weights=weights, own=own, ctx=ctx)
+        return out.double()
+
+
+class NoSelfWeight(PlainGossip):
+    """Forgets the implied self weight: x_i <- sum_j W_ij m_ji (shrinks towards 0)."""
+
+    def __call__(
+        self,
+        messages: Tensor,
+        *,
+        src: Tensor,
+        dst: Tensor,
+        weights: Tensor,
+        own: Tensor,
+        ctx: GossipContext | None = None,
+    ) -> Tensor:
+        return torch.zeros_like(own).index_add_(0, dst, weights[:, None] * messages)
+
+
+class PinnedNodeZero(PlainGossip):
+    """Node 0 never mixes: depends on the node labels."""
+
+    def __call__(
+        self,
+        messages: Tensor,
+        *,
+        src: Tensor,
+        dst: Tensor,
+        weights: Tensor,
+        own: Tensor,
+        ctx: GossipContext | None = None,
+    ) -> Tensor:
+        out = super().__call__(messages, src=src, dst=dst, weights=weights, own=own, ctx=ctx)
+        out[0] = own[0]
+        return out
+
+
+class NeighboursOnly(PlainGossip):
+    """Average of the received messages only: 0/0 at a node without neighbours."""
+
+    def __call__(
+        self,
+        messages: Tensor,
+        *,
+        src: Tensor,
+        dst: Tensor,
+        weights: Tensor,
+        own: Tensor,
+        ctx: GossipContext | None = None,
+    ) -> Tensor:
+        total = torch.zeros_like(own).index_add_(0, dst, weights[:, None] * messages)
+        return total / incoming(weights, dst, own.shape[0])[:, None]
+
+
+class NearestClip(PlainGossip):
+    """Clips every offset to node i's smallest incoming offset norm: robust, mean not kept."""
+
+    _xfail_checks: ClassVar[dict[str, str]] = {"mean_preserved": "per-node clipping radius"}
+
+    def __call__(
+        self,
+        messages: Tensor,
+        *,
+        src: Tensor,
+        dst: Tensor,
+        weights: Tensor,
+        own: Tensor,
+        ctx: GossipContext | None = None,
+    ) -> Tensor:
+        diff = messages - own[dst]
+        dist = diff.norm(dim=1)
+        tau = torch.full((own.shape[0],), math.inf, dtype=own.dtype)
+        tau = tau.scatter_reduce(0, dst, dist, "amin", include_self=False)[dst]
+        scale = torch.where(dist > tau, tau / dist.clamp_min(1e-30), 1.0)
+        return own.clone().index_add_(0, dst, (weights * scale)[:, None] * diff)
+
+
+class NeedsFiveNeighbours(PlainGossip):
+    """Refuses (by check_neighbourhood and at call time) a node with fewer than 5 neighbours."""
+
+    def check_neighbourhood(self, degree: int, n_byzantine: int) -> None:
+        if degree < 5:
+            raise ValueError(f"needs at least 5 neighbours, got {degree}")
+
+    def __call__(
+        self,
+        messages: Tensor,
+        *,
+        src: Tensor,
+        dst: Tensor,
+        weights: Tensor,
+        own: Tensor,
+        ctx: GossipContext | None = None,
+    ) -> Tensor:
+        if int(torch.bincount(dst, minlength=own.shape[0]).min()) < 5:
+            raise ValueError("a node has fewer than 5 neighbours")
+        return super().__call__(messages, src=src, dst=dst, weights=weights, own=own, ctx=ctx)
+
+
+class OracleGossip(PlainGossip):
+    """An oracle rule: needs ``ctx.byzantine``."""
+
+    def __call__(
+        self,
+        messages: Tensor,
+        *,
+        src: Tensor,
+        dst: Tensor,
+        weights: Tensor,
+        own: Tensor,
+        ctx: GossipContext | None = None,
+    ) -> Tensor:
+        if ctx is None or ctx.byzantine is None:
+            raise ValueError("needs ctx.byzantine")
+        keep = ~ctx.byzantine[src]
+        return super().__call__(
+            messages[keep], src=src[keep], dst=dst[keep], weights=weights[keep], own=own
+        )
+
+
+def test_broken_gossip_rules_fail() -> None:
+    fails("gossip_rule", MutatesOwn, "no_mutation", "own modified in place")
+    fails("gossip_rule", Float64Gossip, "dtype_kept", "float32 inputs gave a torch.float64")
+    fails("gossip_rule", NoSelfWeight, "consensus_preserved", "at consensus")
+    fails("gossip_rule", NoSelfWeight, "mean_preserved", "average model changed")
+    fails("gossip_rule", PinnedNodeZero, "permutation_equivariance", "relabelling")
+    fails("gossip_rule", NeighboursOnly, "isolated_node_keeps_model", "without neighbours")
+    fails("gossip_rule", NearestClip, "mean_preserved", "average model changed")
+    check_plugin("gossip_rule", PlainGossip)
+    check_plugin("gossip_rule", NearestClip)  # declared expected failures are not run
+    check_plugin("gossip_rule", NeedsFiveNeighbours)  # tested on a complete graph
+    check_plugin("gossip_rule", OracleGossip)
+    check_plugin("gossip_rule", "gossip")
+
+
+def test_gossip_rule_xfail_from_the_test_file() -> None:
+    mark = parametrize_with_checks(
+        "gossip_rule",
+        {"plain": (PlainGossip, {}), "clip": (NearestClip, {})},
+        xfail={"plain": {"isolated_node_keeps_model": "just to see the mark"}},
+    )
+    xfailed = {p.id for p in mark.args[1] if any(m.name == "xfail" for m in p.marks)}
+    assert xfailed == {"plain-isolated_node_keeps_model", "clip-mean_preserved"}

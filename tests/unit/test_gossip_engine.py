@@ -71,7 +71,11 @@ def test_gossip_then_step_differs_from_step_then_gossip(tiny):
         ({"topology": {"name": "torus", "rows": 3, "cols": 3}}, {}, "n_clients = 4"),
         ({"topology": "rnig"}, {}, "did you mean 'ring'"),
         ({"topology": "ring", "gossip_rule": "krum"}, {}, "unknown gossip_rule 'krum'"),
-        ({"topology": "ring"}, {"attack": {"name": "alie", "n_malicious": 1}}, "data-poisoning"),
+        (
+            {"topology": "ring"},
+            {"attack": {"name": "alie", "n_malicious": 1, "attackers": "resampled"}},
+            "Byzantine nodes are fixed",
+        ),
     ],
 )
 def test_bad_decentralized_specs_are_refused_before_training(tiny, dec, extra, match):
@@ -81,8 +85,34 @@ def test_bad_decentralized_specs_are_refused_before_training(tiny, dec, extra, m
         build(parse_spec(d))
 
 
+def test_a_decentralized_attack_is_refused_in_a_federated_run(tiny):
+    tiny["attack"] = {"name": "dissensus", "n_malicious": 1}
+    with pytest.raises(SpecError, match="decentralized runs only"):
+        build(parse_spec(tiny))
+
+
 def test_disconnected_random_graph_is_refused(tiny):
     tiny["data"]["n_clients"] = 8
     d = decentralized(tiny, topology={"name": "erdos_renyi", "p": 0.01, "max_tries": 3})
     with pytest.raises(SpecError, match="not connected"):
         build(parse_spec(d))
+
+
+@pytest.mark.parametrize("budget", [2**25, 5000])  # one block, and many small blocks/chunks
+@pytest.mark.parametrize("model_spec", [{"name": "mlp", "hidden": [16]}, {"name": "cnn"}])
+def test_batched_node_evaluation_equals_one_model_at_a_time(tiny, model_spec, budget):
+    from flarena.engines.gossip import evaluate_nodes
+    from flarena.engines.local import flat_params
+    from flarena.engines.sim import evaluate
+
+    tiny["model"] = model_spec
+    comp = build(parse_spec(tiny))
+    model, data = comp.model, comp.data
+    base = flat_params(model)
+    g = torch.Generator().manual_seed(0)
+    X = base + 0.5 * torch.randn(5, base.numel(), generator=g)
+    x, y = data.x_test[:300], data.y_test[:300]
+    got = evaluate_nodes(model, X, x, y, budget=budget)
+    want = [evaluate(model, X[i], x, y)[0] for i in range(5)]
+    assert got.tolist() == pytest.approx(want, abs=1e-6)  # evaluate() averages in float32
+    assert len(set(want)) > 1  # the rows are different models

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -50,8 +51,8 @@ def test_registered_and_protocol() -> None:
     assert {"gossip", "clipped_gossip"} <= set(registry.names("gossip_rule"))
     rule = registry.create("gossip_rule", "clipped_gossip", tau=2.0)
     assert isinstance(rule, ClippedGossip) and isinstance(rule, GossipRule)
-    assert rule.get_params() == {"tau": 2.0}
-    assert ClippedGossip(tau="oracle").get_params() == {"tau": "oracle"}
+    assert rule.get_params() == {"tau": 2.0, "f": None}
+    assert ClippedGossip(tau="oracle").get_params() == {"tau": "oracle", "f": None}
     assert GossipMean().get_params() == {}
 
 
@@ -153,10 +154,54 @@ def test_no_mutation_and_dtype_kept() -> None:
             assert torch.equal(v, before[k]), k
 
 
-@pytest.mark.parametrize("tau", [0.0, -1.0, math.nan, "adaptive", "", True, None, "1.0"])
+@pytest.mark.parametrize("tau", [0.0, -1.0, math.nan, "Adaptive", "", True, None, "1.0"])
 def test_invalid_tau_refused(tau: object) -> None:
     with pytest.raises(ValueError, match="tau"):
         ClippedGossip(tau=tau)  # type: ignore[arg-type]
+
+
+def test_adaptive_tau_needs_f_and_f_needs_adaptive() -> None:
+    with pytest.raises(ValueError, match="tau='adaptive' needs f"):
+        ClippedGossip(tau="adaptive")
+    for f in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="invalid f"):
+            ClippedGossip(tau="adaptive", f=f)  # type: ignore[arg-type]
+    for tau in (1.0, "oracle"):
+        with pytest.raises(ValueError, match="only with tau='adaptive'"):
+            ClippedGossip(tau=tau, f=1)
+    rule = registry.create("gossip_rule", "clipped_gossip", tau="adaptive", f=2)
+    assert rule.get_params() == {"tau": "adaptive", "f": 2}
+
+
+def test_adaptive_tau_by_hand() -> None:
+    kw: dict[str, Any] = star()
+    # node 0 receives (3,4) d 5 w 0.2, (0,1) d 1 w 0.1, (30,40) d 50 w 0.3: W_0 = 0.6
+    kw["weights"] = torch.tensor([0.2, 0.1, 0.3], dtype=torch.float64)
+    # f = 1: b = 0.3, W - b = 0.3; by distance C = 0.1, 0.3, 0.6: (0,1) and (3,4) kept
+    # (C_2 = 0.3 up to rounding); tau = sqrt((0.1 * 1 + 0.2 * 25) / 0.3) = sqrt(17) < 5.
+    # (3,4) and (30,40) both clip to (3,4) tau / 5: step = 0.1 (0,1) + 0.5 (3,4) tau / 5
+    tau = math.sqrt(17.0)
+    out = ClippedGossip(tau="adaptive", f=1)(**kw)
+    want = torch.tensor([0.3 * tau, 0.1 + 0.4 * tau], dtype=torch.float64)
+    torch.testing.assert_close(out[0], want)
+    torch.testing.assert_close(out[1:], kw["own"][1:])
+    # f = 2: b = 0.5, W - b = 0.1: only (0,1) kept, tau = sqrt(0.1 / 0.5); every offset is
+    # clipped to length tau: step = tau (0.1 (0,1) + 0.5 (3,4) / 5) = tau (0.3, 0.5)
+    tau = math.sqrt(0.2)
+    out = ClippedGossip(tau="adaptive", f=2)(**kw)
+    torch.testing.assert_close(out[0], tau * torch.tensor([0.3, 0.5], dtype=torch.float64))
+    # f = 0: no clipping, plain gossip
+    out = ClippedGossip(tau="adaptive", f=0)(**kw)
+    torch.testing.assert_close(out[0], torch.tensor([9.6, 12.9], dtype=torch.float64))
+
+
+def test_adaptive_tau_equals_oracle_when_the_byzantine_neighbour_is_farthest() -> None:
+    # uniform weights, f = 1, the Byzantine node 3 the farthest: the closest W - b of weight
+    # are exactly the honest neighbours, so the radius is the oracle's sqrt(26)
+    kw: dict[str, Any] = star()
+    ctx = GossipContext(byzantine=torch.tensor([False, False, False, True]))
+    oracle = ClippedGossip(tau="oracle")(**kw, ctx=ctx)
+    torch.testing.assert_close(ClippedGossip(tau="adaptive", f=1)(**kw), oracle)
 
 
 def test_bad_edges_refused() -> None:

@@ -68,6 +68,17 @@ def build(spec: Spec, *, with_model: bool = True) -> Components:
         )
     attack = _create("attack", spec.attack.component, "attack", prov)
     check_threat_model(spec, attack)
+    frameworks = getattr(attack, "frameworks", None)
+    if frameworks and spec.framework not in frameworks:
+        raise SpecError(
+            f"attack {spec.attack.component.name!r} works in {' and '.join(frameworks)} runs "
+            f"only; this spec has framework = {spec.framework!r}"
+        )
+    if spec.framework == "decentralized" and spec.attack.attackers != "fixed":
+        raise SpecError(
+            f"invalid attack.attackers = {spec.attack.attackers!r} for a decentralized run: "
+            "Byzantine nodes are fixed for the whole run (allowed: fixed)"
+        )
     client_defs = [
         _create("defense", c, f"defense.client[{i}]", prov)
         for i, c in enumerate(spec.defense.client)
@@ -123,16 +134,13 @@ def _build_decentralized(
 ) -> tuple[Any, Any, Any]:
     """Topology, gossip rule and (static) adjacency of a decentralized spec, checked."""
     from flarena.algorithms.mixing import check_mixing, mixing_matrix, require_connected
+    from flarena.defenses.gossip.base import check_neighbourhoods
+    from flarena.engines.gossip import byzantine_nodes
 
     dec = spec.decentralized
     topology = _create("topology", dec.topology, "decentralized.topology", prov)
     rule = _create("gossip_rule", dec.gossip_rule, "decentralized.gossip_rule", prov)
     n = spec.data.n_clients
-    if is_model_poisoning(attack):
-        raise SpecError(
-            f"attack {spec.attack.component.name!r} crafts update rows; decentralized runs "
-            "support data-poisoning attacks (label_flip, backdoor) for now"
-        )
     try:
         topology.check_n(n)
     except ValueError as exc:
@@ -146,6 +154,14 @@ def _build_decentralized(
         check_mixing(W, need_doubly_stochastic=True, n=n)
     except ValueError as exc:
         raise SpecError(f"decentralized: {exc}") from None
+    try:
+        check_neighbourhoods(rule, adj, byzantine_nodes(spec.seed, n, spec.attack.n_malicious))
+    except ValueError as exc:
+        raise SpecError(
+            f"decentralized.gossip_rule {dec.gossip_rule.name!r} cannot defend this graph "
+            f"(topology {dec.topology.name!r}, attack.n_malicious = {spec.attack.n_malicious}, "
+            f"seed {spec.seed}): {exc}"
+        ) from None
     return topology, rule, adj
 
 
@@ -244,6 +260,9 @@ def semantics(spec: Spec, comp: Components) -> dict[str, Any]:
         "semantics.weights": weights,
         "semantics.threat_model": threat,
         "semantics.omniscient": bool(tm is not None and tm.sees_honest_updates),
+        "semantics.momentum_kept": bool(decentral and spec.decentralized.keep_momentum)
+        if lp.momentum
+        else None,
     }
 
 

@@ -62,6 +62,42 @@ class RoundContext:
     info: dict[str, Any] = field(default_factory=dict)  # defenses report here (e.g. kept rows)
 
 
+@dataclass(frozen=True)
+class NeighbourhoodView:
+    r"""What a Byzantine node knows about the honest node it sends to (decentralized runs).
+
+    In a decentralized run a model-poisoning attack acts *per victim*: for every honest node
+    :math:`i` with Byzantine neighbours, ``craft`` is called once and its ``n_malicious`` rows
+    are the messages the Byzantine neighbours of :math:`i` send to :math:`i` (so a Byzantine
+    node may send a different vector to each neighbour). The ``honest`` rows passed to
+    ``craft`` are then the victim's own model followed by its honest neighbours' models
+    (empty unless the threat model declares ``sees_honest_updates``), as in the ClippedGossip
+    authors' code.
+
+    Parameters
+    ----------
+    node
+        The victim's node id.
+    model
+        The victim's current model :math:`x_i` ``[d]`` (every neighbour receives it).
+    weights
+        ``[h]`` gossip weights of the ``honest`` rows: :math:`W_{ii}` for the victim's own row,
+        then :math:`W_{ij}` of each honest neighbour (empty if the honest rows are hidden).
+    byzantine_weight
+        :math:`\delta_i = \sum_{j\ \mathrm{Byzantine}} W_{ij}`, the total weight node
+        :math:`i` gives its Byzantine neighbours.
+    n_honest_neighbours
+        How many honest neighbours the victim has (known to the attacker even when their
+        models are hidden).
+    """
+
+    node: int
+    model: Tensor
+    weights: Tensor
+    byzantine_weight: float
+    n_honest_neighbours: int
+
+
 @dataclass
 class AttackContext:
     """What an attacker gets in one round."""
@@ -78,6 +114,8 @@ class AttackContext:
     # callable ``[n, d] -> [d]``, filled in only if ``threat_model.knows_aggregator``; an adaptive
     # attack evaluates candidate matrices with it. None otherwise.
     aggregator: Any = None
+    # decentralized runs: the victim this call crafts messages for; None in federated runs
+    neighbourhood: NeighbourhoodView | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 

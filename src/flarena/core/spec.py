@@ -95,6 +95,8 @@ DEFAULTS: dict[str, Any] = {
         "lazy": False,
         "gossip_rule": {"name": "gossip"},
         "order": "step_then_gossip",
+        # each node's local momentum buffer persists across rounds (false: reset every round)
+        "keep_momentum": True,
     },
 }
 # Scalar fields: dotted key -> (type, check, what is allowed).
@@ -127,6 +129,7 @@ SCALARS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "decentralized.mixing": (str, lambda v: v in MIXINGS, ", ".join(MIXINGS)),
     "decentralized.lazy": (bool, lambda v: True, "true or false"),
     "decentralized.order": (str, lambda v: v in ORDERS, ", ".join(ORDERS)),
+    "decentralized.keep_momentum": (bool, lambda v: True, "true or false"),
 }
 TOP_SECTIONS = {
     "data",
@@ -204,6 +207,7 @@ class DecentralizedSpec:
     lazy: bool = False
     gossip_rule: Component = Component("gossip")
     order: str = "step_then_gossip"
+    keep_momentum: bool = True
 
 
 @dataclass(frozen=True)
@@ -471,6 +475,7 @@ def parse_spec(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = Non
             d["decentralized"]["lazy"],
             _component(d["decentralized"]["gossip_rule"]),
             d["decentralized"]["order"],
+            d["decentralized"]["keep_momentum"],
         ),
         raw=d,
     )

@@ -12,7 +12,9 @@ and momentum untouched (``torch.where`` on an ``active`` flag). So the batched e
 the loop, not an approximation.
 
 SGD follows ``torch.optim.SGD`` (dampening 0, no Nesterov): ``g += wd * p``;
-``buf = momentum * buf + g``; ``p -= lr * buf``, with fresh momentum every round.
+``buf = momentum * buf + g``; ``p -= lr * buf``, with fresh momentum every round unless the
+caller passes a ``momentum_state`` ``[K, d]`` (decentralized nodes keep their local momentum
+across rounds): the buffers then start from it and are written back into it.
 """
 
 from __future__ import annotations
@@ -105,12 +107,20 @@ def _start(global_vec: Tensor, k: int) -> Tensor:
 
 
 def train_loop(
-    model: nn.Module, global_vec: Tensor, plan: BatchPlan, lp: LocalPlan, x: Tensor, y: Tensor
+    model: nn.Module,
+    global_vec: Tensor,
+    plan: BatchPlan,
+    lp: LocalPlan,
+    x: Tensor,
+    y: Tensor,
+    momentum_state: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Reference executor: one client after another. Returns ``rows [K, d]`` and ``losses [K]``.
 
     ``global_vec`` is the ``[d]`` model every client starts from, or ``[K, d]`` per-client
     starting models; a row is the client's final model minus its own start (or its gradient).
+    ``momentum_state`` ``[K, d]``, if given, holds each client's momentum buffer: read at the
+    start and updated in place at the end (otherwise momentum starts at 0).
     """
     device = global_vec.device
     params: list[Tensor] = list(model.parameters())
@@ -120,7 +130,15 @@ def train_loop(
     model.train()
     for k, client_batches in enumerate(plan.batches):
         load_flat(model, _start(global_vec, k))
-        bufs = [torch.zeros_like(p) for p in params]
+        if momentum_state is None:
+            bufs = [torch.zeros_like(p) for p in params]
+        else:
+            bufs = [
+                c.view_as(p).clone()
+                for c, p in zip(
+                    torch.split(momentum_state[k], [p.numel() for p in params]), params, strict=True
+                )
+            ]
         total = torch.zeros((), device=device, dtype=global_vec.dtype)
         for batch in client_batches:
             sel = torch.from_numpy(batch).to(device)
@@ -142,16 +160,25 @@ def train_loop(
                     torch._foreach_add_(params, gs, alpha=-lp.lr)
         if not lp.return_gradient:
             rows[k] = flat_params(model) - _start(global_vec, k)
+            if momentum_state is not None:
+                momentum_state[k] = torch.cat([b.reshape(-1) for b in bufs])
         losses[k] = total / max(len(client_batches), 1)
     return rows, losses
 
 
 def train_vmap(
-    model: nn.Module, global_vec: Tensor, plan: BatchPlan, lp: LocalPlan, x: Tensor, y: Tensor
+    model: nn.Module,
+    global_vec: Tensor,
+    plan: BatchPlan,
+    lp: LocalPlan,
+    x: Tensor,
+    y: Tensor,
+    momentum_state: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Batched executor: all clients at once with ``vmap(grad(functional_call))``.
 
-    ``global_vec`` is ``[d]`` (one start for all) or ``[K, d]`` (per-client starts).
+    ``global_vec`` is ``[d]`` (one start for all) or ``[K, d]`` (per-client starts);
+    ``momentum_state`` as in :func:`train_loop`.
     """
     device = global_vec.device
     k = len(plan.batches)
@@ -166,7 +193,11 @@ def train_vmap(
     else:
         cols = torch.split(global_vec, sizes, dim=1)
         params = {n: c.reshape(k, *s).clone() for n, c, s in zip(names, cols, shapes, strict=True)}
-    bufs = {n: torch.zeros_like(p) for n, p in params.items()}
+    if momentum_state is None:
+        bufs = {n: torch.zeros_like(p) for n, p in params.items()}
+    else:
+        mcols = torch.split(momentum_state, sizes, dim=1)
+        bufs = {n: c.reshape(k, *s).clone() for n, c, s in zip(names, mcols, shapes, strict=True)}
     idx, mask = plan.padded(device)
     model.train()
 
@@ -202,6 +233,8 @@ def train_vmap(
         rows = torch.cat([grads[n].reshape(k, -1) for n in names], dim=1)
     else:
         rows = torch.cat([params[n].reshape(k, -1) for n in names], dim=1) - global_vec
+        if momentum_state is not None:
+            momentum_state.copy_(torch.cat([bufs[n].reshape(k, -1) for n in names], dim=1))
     return rows.detach(), total / counts.clamp_min(1.0)
 
 

@@ -14,8 +14,16 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-SPEC_PREFIXES = ("data.", "model.", "algorithm.", "attack.", "defense.", "engine.")
-SPEC_SCALARS = ("rounds", "eval_every", "eval_clients_every", "device", "dtype")
+SPEC_PREFIXES = (
+    "data.",
+    "model.",
+    "algorithm.",
+    "attack.",
+    "defense.",
+    "engine.",
+    "decentralized.",
+)
+SPEC_SCALARS = ("rounds", "eval_every", "eval_clients_every", "device", "dtype", "framework")
 
 
 def spec_columns(runs: pd.DataFrame) -> list[str]:
@@ -85,14 +93,16 @@ def config_labels(runs: pd.DataFrame) -> pd.Series:
     def label(row: pd.Series) -> str:
         out = []
         for stem, members in groups.items():
+            if stem.startswith("decentralized.") and row.get("framework") == "federated":
+                continue  # the graph does not apply to a federated run
             name_col = f"{stem}.name"
-            name = row[name_col] if name_col in runs.columns else None
-            params = [
-                f"{c.rsplit('.', 1)[1]}={_fmt(row[c])}"
-                for c in members
-                if c != name_col and _present(row[c])
-            ]
             if name_col in runs.columns:
+                name = row[name_col]
+                params = [
+                    f"{c.rsplit('.', 1)[1]}={_fmt(row[c])}"
+                    for c in members
+                    if c != name_col and _present(row[c])
+                ]
                 out.append(f"{_short(stem)}={name}" + (f"({', '.join(params)})" if params else ""))
             else:
                 out.append(", ".join(f"{_short(c)}={_fmt(row[c])}" for c in members))

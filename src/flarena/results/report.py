@@ -13,7 +13,7 @@ from flarena.results.robustness import (
     attack_defense_table,
     is_attack_defense_matrix,
 )
-from flarena.results.store import atomic_write
+from flarena.results.store import ROUNDS_COLUMNS, atomic_write
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -21,7 +21,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     ok = runs[runs["status"] == "ok"].copy()
     if ok.empty:
         return pd.DataFrame(columns=["config", "runs", "acc_mean", "acc_std", "s_per_run"])
-    ok["config"] = config_labels(ok)
+    ok["config"] = _labels(ok)
     g = ok.groupby("config", sort=True)
     return pd.DataFrame(
         {
@@ -32,6 +32,19 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
             "s_per_run": g["time.total"].mean(),
         }
     ).reset_index()
+
+
+def _has_decentralized(runs: pd.DataFrame) -> bool:
+    return "framework" in runs.columns and bool((runs["framework"] == "decentralized").any())
+
+
+def _labels(runs: pd.DataFrame) -> pd.Series:
+    """Configuration labels; with decentralized runs, their topology/gossip factors too."""
+    if not _has_decentralized(runs):
+        return config_labels(runs)
+    from flarena.results.decentralized import run_labels
+
+    return run_labels(runs)
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -52,6 +65,8 @@ def write_plots(out: Path, runs: pd.DataFrame, rounds: pd.DataFrame) -> list[Pat
     if ok.empty:
         return written
     for metric in ("test_accuracy", "test_loss"):
+        if _has_decentralized(runs) and not _has_metric(rounds, ok, metric):
+            continue  # a mixed matrix: the metric may be recorded by one framework only
         path = plots / f"{metric}_vs_round.png"
         atomic_write(path, lambda tmp, m=metric: save(metric_vs_round(rounds, ok, metric=m), tmp))  # type: ignore[misc]
         written.append(path)
@@ -64,6 +79,14 @@ def write_plots(out: Path, runs: pd.DataFrame, rounds: pd.DataFrame) -> list[Pat
         atomic_write(path, lambda tmp: save(attack_defense_heatmap(runs, by=by), tmp))
         written.append(path)
     return written
+
+
+def _has_metric(rounds: pd.DataFrame, runs: pd.DataFrame, metric: str) -> bool:
+    """Whether ``rounds`` has a global (node-less) row of ``metric`` for one of ``runs``."""
+    if rounds.empty or "metric" not in rounds.columns:
+        return False
+    sel = (rounds["metric"] == metric) & rounds["node"].isna()
+    return bool(rounds.loc[sel, "run_id"].isin(runs["run_id"]).any())
 
 
 def _split_column(runs: pd.DataFrame) -> str | None:
@@ -149,10 +172,27 @@ def robustness_sections(runs: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _read_rounds(out: Path) -> pd.DataFrame:
+    path = out / "rounds.parquet"
+    if path.exists():
+        return pd.read_parquet(path)
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in ROUNDS_COLUMNS})
+
+
 def write_report(
-    out: Path, manifest: dict[str, Any], runs: pd.DataFrame, plots: list[Path]
+    out: Path,
+    manifest: dict[str, Any],
+    runs: pd.DataFrame,
+    plots: list[Path],
+    rounds: pd.DataFrame | None = None,
 ) -> Path:
-    """Write ``report.md`` stitching the summary table, failures and plots."""
+    """Write ``report.md`` stitching the summary table, failures and plots.
+
+    With decentralized runs in ``runs`` (``framework = "decentralized"``) the report gains the
+    sections of :func:`flarena.results.decentralized.decentralized_sections`, whose figures are
+    written under ``out/plots``; ``rounds`` is then read from ``out/rounds.parquet`` when not
+    given. A federated-only report does not read ``rounds``.
+    """
     vers = manifest.get("versions", {})
     n_ok, n_failed = int((runs["status"] == "ok").sum()), int((runs["status"] == "failed").sum())
     lines = [
@@ -173,6 +213,12 @@ def write_report(
     ]
     if is_attack_defense_matrix(runs):
         lines += robustness_sections(runs)
+    if _has_decentralized(runs):
+        from flarena.results.decentralized import decentralized_sections
+
+        if rounds is None:
+            rounds = _read_rounds(out)
+        lines += decentralized_sections(runs, rounds, out)
     failed = runs[runs["status"] == "failed"]
     if not failed.empty:
         lines += ["## Failed runs", ""]

@@ -44,6 +44,7 @@ from flarena.testing._common import (
     resolve,
     xfail_checks,
 )
+from flarena.testing._decentralized import gossip_rule_checks, topology_checks
 from flarena.testing._misc import algorithm_checks, dataset_checks
 from flarena.testing._models import NUM_CLASSES, first_shape, model_checks
 from flarena.testing._partitioners import partitioner_checks
@@ -54,8 +55,10 @@ __all__ = [
     "NamedCheck",
     "check_aggregator",
     "check_attack",
+    "check_gossip_rule",
     "check_plugin",
     "check_preaggregator",
+    "check_topology",
     "checks_for",
     "parametrize_with_checks",
     "registered",
@@ -72,6 +75,8 @@ _KIND_CHECKS: dict[str, Callable[[Plugin], list[NamedCheck]]] = {
     "model": model_checks,
     "dataset": dataset_checks,
     "algorithm": algorithm_checks,
+    "topology": topology_checks,
+    "gossip_rule": gossip_rule_checks,
 }
 #: Kinds with checks of their own; the others get the generic checks only.
 CHECKED_KINDS: tuple[str, ...] = tuple(_KIND_CHECKS)
@@ -107,8 +112,8 @@ def checks_for(kind: str, obj_or_factory: Any, /, **params: Any) -> list[NamedCh
     ----------
     kind : str
         Registry kind: ``aggregator``, ``preaggregator``, ``defense``, ``attack``,
-        ``partitioner``, ``model``, ``dataset``, ``algorithm`` (other kinds get the generic
-        checks only).
+        ``partitioner``, ``model``, ``dataset``, ``algorithm``, ``topology``, ``gossip_rule``
+        (other kinds get the generic checks only).
     obj_or_factory : Any
         The plugin class or factory function, a registered name or ``"module:Object"``
         reference, or a constructed object (copied before every check).
@@ -175,6 +180,16 @@ def check_preaggregator(obj_or_factory: Any, /, **params: Any) -> None:
 def check_attack(obj_or_factory: Any, /, **params: Any) -> None:
     """Run every attack check (``check_plugin("attack", ...)``)."""
     check_plugin("attack", obj_or_factory, **params)
+
+
+def check_topology(obj_or_factory: Any, /, **params: Any) -> None:
+    """Run every topology check (``check_plugin("topology", ...)``)."""
+    check_plugin("topology", obj_or_factory, **params)
+
+
+def check_gossip_rule(obj_or_factory: Any, /, **params: Any) -> None:
+    """Run every gossip-rule check (``check_plugin("gossip_rule", ...)``)."""
+    check_plugin("gossip_rule", obj_or_factory, **params)
 
 
 def _items(plugins: Plugins) -> list[tuple[str, Any, dict[str, Any]]]:

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from flarena.core.contracts import (
     AttackContext,
+    NeighbourhoodView,
     ThreatModel,
     VectorKind,
     is_data_poisoning,
@@ -26,9 +27,18 @@ NUM_CLASSES = 10
 IMAGE = (1, 8, 8)
 
 
-def _ctx(m: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> AttackContext:
+def _ctx(
+    m: int, *, seed: int = 0, dtype: torch.dtype = torch.float32, h: int = HONEST
+) -> AttackContext:
+    """A round's context, which also describes a gossip neighbourhood.
+
+    Row 0 is the victim; every row and every malicious sender has weight ``1 / (HONEST + m)``.
+    Federated attacks ignore the neighbourhood; decentralized ones (e.g. dissensus) use it.
+    """
     from flarena.defenses.aggregators.mean import Mean
 
+    w = 1.0 / (HONEST + m)
+    victim = torch.randn(HONEST, D, generator=seeded(1), dtype=dtype)[0]
     return AttackContext(
         round=1,
         malicious_ids=torch.arange(HONEST, HONEST + m),
@@ -39,6 +49,13 @@ def _ctx(m: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Attack
         global_params=torch.randn(D, generator=seeded(99), dtype=dtype),
         num_classes=NUM_CLASSES,
         aggregator=Mean(),
+        neighbourhood=NeighbourhoodView(
+            node=0,
+            model=victim,
+            weights=torch.full((h,), w, dtype=dtype),
+            byzantine_weight=m * w,
+            n_honest_neighbours=HONEST - 1,
+        ),
     )
 
 
@@ -61,7 +78,8 @@ def _honest(obj: Any, dtype: torch.dtype = torch.float32) -> Tensor:
 def _craft(plugin: Plugin, honest: Tensor, m: int, *, seed: int = 0) -> Tensor:
     attack = plugin.make()
     try:
-        out = attack.craft(honest, n_malicious=m, ctx=_ctx(m, seed=seed, dtype=honest.dtype))
+        ctx = _ctx(m, seed=seed, dtype=honest.dtype, h=honest.shape[0])
+        out = attack.craft(honest, n_malicious=m, ctx=ctx)
     except Exception as exc:
         raise AssertionError(
             f"{plugin.label}: craft(honest [{honest.shape[0]}, {D}] {honest.dtype}, "

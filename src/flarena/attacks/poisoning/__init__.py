@@ -3,6 +3,7 @@
 from flarena.attacks.poisoning import (  # noqa: F401  (registration)
     alie,
     backdoor,
+    dissensus,
     fang_krum,
     fang_trimmed_mean,
     gaussian,

@@ -1,3 +1,9 @@
 """Robust gossip rules (registry kind ``gossip_rule``): how a node mixes what neighbours sent."""
 
-from flarena.defenses.gossip import clipped_gossip, gossip_mean  # noqa: F401  (registration)
+from flarena.defenses.gossip import (  # noqa: F401  (registration)
+    clipped_gossip,
+    cs_plus,
+    gossip_mean,
+    gts,
+    neighbourhood,
+)

@@ -24,6 +24,13 @@ over the nodes, and never modify their inputs.
 ``ctx.byzantine`` (``[n]`` bool) is filled in for *bookkeeping* only: a rule must never use it,
 except a rule documented as an **oracle** (e.g. ``clipped_gossip(tau="oracle")``, whose radius is
 by definition a function of the honest and Byzantine neighbours' weights).
+
+A rule that tolerates a bounded number of Byzantine neighbours, or needs a minimum degree (a
+trimmed mean over a neighbourhood), says so with an optional method
+``check_neighbourhood(degree, n_byzantine) -> None`` that raises ``ValueError`` (what is wrong
+and what the rule allows) when it cannot run at a node with ``degree`` neighbours of which
+``n_byzantine`` are Byzantine. :func:`check_neighbourhoods` applies it to every honest node of
+a graph; the runner calls it before training.
 """
 
 from __future__ import annotations
@@ -31,12 +38,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from flarena.defenses._checks import check_matrix
 
-__all__ = ["GossipContext", "GossipRule", "check_edges", "self_weights"]
+__all__ = ["GossipContext", "GossipRule", "check_edges", "check_neighbourhoods", "self_weights"]
 
 
 @dataclass
@@ -110,3 +118,33 @@ def self_weights(weights: Tensor, dst: Tensor, n: int) -> Tensor:
     incoming = torch.zeros(n, dtype=weights.dtype, device=weights.device)
     incoming.index_add_(0, dst, weights)
     return 1.0 - incoming
+
+
+def check_neighbourhoods(rule: object, adjacency: Any, byzantine: np.ndarray) -> None:
+    """Call ``rule.check_neighbourhood(degree, n_byzantine)`` for every honest node.
+
+    ``adjacency`` is the symmetric 0/1 scipy sparse (or dense) adjacency, ``byzantine`` a
+    ``[n]`` bool array. Does nothing for a rule without ``check_neighbourhood``. The
+    ``ValueError`` names the first honest node the rule cannot handle.
+    """
+    check = getattr(rule, "check_neighbourhood", None)
+    if check is None:
+        return
+    a = adjacency.toarray() if hasattr(adjacency, "toarray") else np.asarray(adjacency)
+    a = (a != 0).astype(np.int64)
+    np.fill_diagonal(a, 0)
+    byz = np.asarray(byzantine, dtype=bool)
+    degree = a.sum(1)
+    n_byz = a @ byz.astype(np.int64)
+    seen: set[tuple[int, int]] = set()
+    for i in np.flatnonzero(~byz):
+        key = (int(degree[i]), int(n_byz[i]))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check(*key)
+        except ValueError as exc:
+            raise ValueError(
+                f"node {int(i)} ({key[0]} neighbours, {key[1]} Byzantine): {exc}"
+            ) from None

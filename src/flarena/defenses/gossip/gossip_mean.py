@@ -2,6 +2,8 @@ r"""Plain gossip averaging, the non-robust baseline."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor
 
 from flarena.core.registry import register
@@ -18,7 +20,13 @@ class GossipMean:
     (Boyd et al., 2006, "Randomized gossip algorithms"). Not robust: a single Byzantine
     neighbour moves node :math:`i` arbitrarily far, and a non-finite message propagates to the
     receiving node's model (deliberately: this is the baseline). ``ctx`` is ignored.
+
+    ``linear = True`` tells the engine that, when every message is the sender's model, the rule
+    is the matrix product :math:`X \leftarrow W X`, which it then computes as one (sparse or
+    dense) product instead of the per-edge layout.
     """
+
+    linear: ClassVar[bool] = True
 
     def __call__(
         self,
