@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from flarena.bench.allocator import tune_malloc
+
+tune_malloc()  # as the runner does: benchmarks measure what `flarena run` runs
+
 RESULTS: dict[str, float] = {}
 
 
@@ -14,6 +18,15 @@ def record(name: str, benchmark: Any) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    import sys
+
+    scale = sys.modules.get("benchmarks.test_gossip_scale")
+    if scale is not None:
+        lines = scale.pytest_terminal_summary_table()
+        if lines:
+            terminalreporter.write_sep("-", "decentralized scale")
+            for line in lines:
+                terminalreporter.write_line(line)
     groups: dict[str, dict[str, float]] = {}
     for key, sec in RESULTS.items():
         group, _, name = key.partition("/")

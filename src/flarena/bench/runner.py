@@ -137,6 +137,9 @@ def run_one(
 def _worker(spec_dict: dict[str, Any], out: str, threads: int) -> tuple[str, str, str | None]:
     import torch
 
+    from flarena.bench.allocator import tune_malloc
+
+    tune_malloc()
     torch.set_num_threads(threads)
     spec = parse_spec(spec_dict)
     row, rounds, hist = run_one(spec)
@@ -176,8 +179,13 @@ def run_matrix(
     """Run every cell of a matrix into ``out`` and return its :class:`Results`.
 
     Finished run ids are skipped (resume); failed ones are run again. Bad input raises
-    :class:`SpecError` before anything is written.
+    :class:`SpecError` before anything is written. Large CPU tensors are kept in the process
+    between rounds (:func:`flarena.bench.allocator.tune_malloc`; ``FLARENA_MALLOC=default``
+    turns that off).
     """
+    from flarena.bench.allocator import tune_malloc
+
+    tune_malloc()
     if not isinstance(jobs, int) or jobs < 1:
         raise SpecError(f"invalid jobs = {jobs!r}: must be an integer >= 1")
     ov = parse_overrides(overrides)

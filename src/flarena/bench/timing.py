@@ -56,10 +56,48 @@ class PhaseTimer:
         return out
 
 
+def _vm_hwm() -> int | None:
+    """Linux: this process's peak resident set size (``VmHWM``) in bytes, or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: CUDA's peak statistics, or on Linux the process's ``VmHWM``.
+
+    Linux resets the resident-set high-water mark when a process writes ``5`` to
+    ``/proc/self/clear_refs``; elsewhere (or if that is not allowed) the CPU peak stays the
+    process's peak since it started.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def peak_memory_bytes(device: torch.device) -> int:
-    """Peak memory: CUDA max allocated on GPU, else the process's peak resident set size."""
+    """Peak memory: CUDA max allocated on GPU, else the process's peak resident set size.
+
+    On Linux the CPU peak is ``VmHWM`` from ``/proc/self/status`` (since the last
+    :func:`reset_peak_memory`); ``getrusage``'s ``ru_maxrss`` is not used there because Linux
+    carries it over from the parent across ``fork`` and ``exec``, so a worker process would
+    report the launcher's peak.
+    """
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
+    hwm = _vm_hwm()
+    if hwm is not None:
+        return hwm
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from flarena.algorithms.mixing import gossip, mixing_matrix, spectral_gap, to_torch
-from flarena.bench.timing import PhaseTimer, peak_memory_bytes
+from flarena.bench.timing import PhaseTimer, peak_memory_bytes, reset_peak_memory
 from flarena.core.contracts import (
     AttackContext,
     NeighbourhoodView,
@@ -248,6 +248,7 @@ class GossipEngine:
         exe_name = default_executor(device) if executor == "auto" else executor
         train = EXECUTORS[exe_name]
         timer = PhaseTimer(device)
+        reset_peak_memory(device)
         dtype = getattr(torch, spec.dtype)
         dec = spec.decentralized
         data, algo, model = comp.data, comp.algorithm, comp.model.to(device, dtype)

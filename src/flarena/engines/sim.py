@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flarena.algorithms.base import ServerAlgorithm
-from flarena.bench.timing import PhaseTimer, peak_memory_bytes
+from flarena.bench.timing import PhaseTimer, peak_memory_bytes, reset_peak_memory
 from flarena.core.contracts import (
     AttackContext,
     DataPoisoning,
@@ -138,8 +138,7 @@ class SimEngine:
         exe_name = default_executor(device) if executor == "auto" else executor
         train = EXECUTORS[exe_name]
         timer = PhaseTimer(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        reset_peak_memory(device)
         dtype = getattr(torch, spec.dtype)
         data, algo, model = comp.data, comp.algorithm, comp.model.to(device, dtype)
         xtr, ytr = data.x_train.to(device, dtype), data.y_train.to(device)
