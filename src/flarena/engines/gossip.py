@@ -283,8 +283,8 @@ class GossipEngine:
             adj = comp.adjacency
             if adj is None:  # time-varying: a new draw each round
                 adj = comp.topology(n, rng=seeds.numpy("topology", r), round=r)
-                if crafting:
-                    check_neighbourhoods(comp.gossip_rule, adj, byz)
+                # what preflight checks for a static graph, for every attack
+                check_neighbourhoods(comp.gossip_rule, adj, byz)
             W = mixing_matrix(adj, dec.mixing, lazy=dec.lazy)
             edges = edges_of(W, device, dtype)
             Wt = to_torch(W, dtype=dtype, device=device)
